@@ -1,0 +1,1 @@
+//! The `animals` library of coop (being built).

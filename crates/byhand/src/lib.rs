@@ -1,0 +1,1 @@
+//! A std-only executor for teaching (being built).

@@ -1,0 +1,71 @@
+//! The command line: one `Cli` with global logging flags and one `Command`
+//! enum. Each command's flags live beside its code in `commands/*.rs`.
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::commands;
+
+/// coop: the talk "A Brief Introduction to Concurrency and Coroutines",
+/// made real in Rust.
+///
+/// A deliberately slow Animals API and a pub/sub hub in one server, the
+/// clients that talk to them, a dinner cooked on virtual time, and futures
+/// taken apart by hand.
+#[derive(Debug, Parser)]
+#[command(name = "coop", version, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub log: LogArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the Animals API and the pub/sub hub on one port.
+    Serve(commands::serve::ServeArgs),
+    /// Ask animals what they say: the talk's sequential and concurrent clients.
+    Speak(commands::speak::SpeakArgs),
+    /// Publish messages to a hub topic.
+    Pub(commands::pubsub::PubArgs),
+    /// Subscribe to hub topics and print messages, resuming after reconnects.
+    Sub(commands::pubsub::SubArgs),
+    /// Cook the talk's dinner with async Rust on a virtual clock.
+    Kitchen(commands::kitchen::KitchenArgs),
+    /// Futures and an executor taken apart by hand (the talk's square and cube).
+    Byhand(commands::byhand::ByhandArgs),
+    /// Load generators: hub fan-out, held slow requests, client runs.
+    Bench(commands::bench::BenchArgs),
+}
+
+/// Logging flags shared by every command. `RUST_LOG` overrides both.
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// More log output (-v: debug, -vv: trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Only log errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+impl LogArgs {
+    /// Installs the `tracing` subscriber: logs go to stderr so that stdout
+    /// stays clean for a command's output.
+    pub fn init(&self) {
+        use tracing_subscriber::EnvFilter;
+        let default = match (self.quiet, self.verbose) {
+            (true, _) => "error",
+            (false, 0) => "info",
+            (false, 1) => "debug",
+            (false, _) => "trace",
+        };
+        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
+}

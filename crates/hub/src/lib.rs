@@ -1,0 +1,1 @@
+//! The `hub` library of coop (being built).

@@ -1,0 +1,1 @@
+//! The `kitchen` library of coop (being built).
