@@ -1,1 +1,8 @@
-//! The `bench` library of coop (being built).
+//! Load generators behind `coop bench`.
+//!
+//! Layout:
+//! - `fanout`: hub fan-out (subscribers over real TCP, publishers, latency).
+//! - `hold`: many requests held in flight against the slow Animals API.
+
+pub mod fanout;
+pub mod hold;

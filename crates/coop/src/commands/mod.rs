@@ -2,6 +2,8 @@
 //! function; this module dispatches and maps errors to exit codes.
 
 pub mod bench;
+pub mod bench_fanout;
+pub mod bench_hold;
 pub mod byhand;
 pub mod hub_args;
 pub mod kitchen;

@@ -1,0 +1,1 @@
+//! Hub fan-out load generator (being built).

@@ -1,0 +1,1 @@
+//! Held-requests load generator for the slow Animals API (being built).

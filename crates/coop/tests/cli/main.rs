@@ -1,0 +1,10 @@
+//! End-to-end tests that run the real `coop` binary (one test binary for the
+//! whole crate, so it links once). Each module covers one command.
+
+mod support;
+
+mod animals;
+mod byhand;
+mod examples;
+mod hub;
+mod kitchen;

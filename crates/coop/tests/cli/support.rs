@@ -1,0 +1,94 @@
+//! Shared helpers: run the built binary, start `coop serve` on port 0, find
+//! built examples.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// The `coop` binary cargo built for this test run.
+pub fn coop() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_coop"))
+}
+
+/// A built example. `cargo test --workspace --all-targets` (scripts/test)
+/// builds examples before running tests; they land beside the binary.
+pub fn example(name: &str) -> Command {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_coop"));
+    let path = bin
+        .parent()
+        .expect("binary has a parent dir")
+        .join("examples")
+        .join(name);
+    assert!(
+        path.exists(),
+        "example {name} not built at {}: run the tests with scripts/test (cargo test --all-targets)",
+        path.display()
+    );
+    Command::new(path)
+}
+
+/// A running `coop serve`, killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub addr: std::net::SocketAddr,
+}
+
+impl Server {
+    /// Starts `coop serve --port 0 <args>` and waits for its
+    /// `listening on http://ADDR` line on stdout.
+    pub fn start(args: &[&str]) -> Server {
+        let mut child = coop()
+            .arg("serve")
+            .args(["--port", "0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn coop serve");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            for line in lines.by_ref() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let addr = rest.split_whitespace().next().unwrap_or("").to_string();
+                    let _ = tx.send(addr);
+                    break;
+                }
+            }
+            // Keep draining so the server never blocks on a full pipe.
+            for _ in lines {}
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("coop serve did not print its address");
+        Server {
+            child,
+            addr: addr.parse().expect("address parses"),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Sends SIGTERM (graceful shutdown) and waits for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let status = self.child.wait().expect("wait for coop serve");
+        std::mem::forget(self);
+        status
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
