@@ -1,1 +1,24 @@
-//! The `animals` library of coop (being built).
+//! The Animals API of the talk: a deliberately slow web service and the
+//! clients that call it, sequentially or concurrently.
+//!
+//! Layout:
+//! - [`catalog`]: the animals and their sounds (the talk's twelve built in,
+//!   `--catalog FILE` to replace or extend), name rules.
+//! - [`server`]: `router(Farm) -> axum::Router` for `/animals` and
+//!   `/animals/{name}`: delay, fault injection, JSON, metrics.
+//! - [`client`]: the ordered, bounded, retrying client behind `coop speak`,
+//!   and the timing summary.
+//! - [`error`]: the library's error type.
+//!
+//! The library never binds a socket or reads the process environment: the
+//! binary (`coop serve`, `coop speak`) does that and hands in a config.
+
+pub mod catalog;
+pub mod client;
+pub mod error;
+pub mod server;
+
+pub use catalog::Catalog;
+pub use client::{Client, ClientConfig, Outcome, Timing};
+pub use error::Error;
+pub use server::{router, Config, Farm};

@@ -1,0 +1,366 @@
+//! The client behind `coop speak`: asks a farm for many animals at once and
+//! hands back the answers in the order they were asked.
+//!
+//! - One shared `reqwest::Client`, so every request reuses one connection
+//!   pool (the talk's `aiohttp.ClientSession`).
+//! - At most [`ClientConfig::concurrency`] requests in flight.
+//!   [`Client::speak`] is a stream built with `buffered(n)`: it starts
+//!   requests in input order, keeps at most `n` running or finished-but-
+//!   waiting, and yields each result as soon as it and every earlier one are
+//!   done. Memory is bounded by `n`, never by the number of names.
+//! - Each attempt has a timeout. Connect errors and `5xx` answers are retried
+//!   up to [`ClientConfig::retries`] times with exponential backoff and
+//!   jitter; a `Retry-After` in seconds sets the minimum wait.
+//! - Every [`Outcome`] carries its own elapsed time, so the caller can
+//!   compare wall time with the sum of request times ([`Timing`]).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{Stream, StreamExt};
+use reqwest::Url;
+
+use crate::error::Error;
+
+/// Longest `Retry-After` the client honours; a server asking for more gets
+/// this much, so a misconfigured server cannot stall a run for hours.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// Longest error body kept for a failure line, in bytes.
+const MAX_ERROR_BODY: usize = 200;
+
+/// How the client behaves.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Base URL; the name is appended as one path segment
+    /// (`http://127.0.0.1:8080/animals` + `cow`).
+    pub base: String,
+    /// Requests in flight at most (1 is the talk's sequential client).
+    pub concurrency: usize,
+    /// Per attempt: connecting, sending and reading the whole answer.
+    pub timeout: Duration,
+    /// Extra attempts after a connect error or a `5xx`.
+    pub retries: u32,
+    /// Wait before the first retry; doubled for each further one.
+    pub backoff: Duration,
+    /// Upper bound of the exponential backoff.
+    pub max_backoff: Duration,
+    /// Speak HTTP/2 without TLS from the first byte (h2c prior knowledge):
+    /// all requests share one connection. Over https, HTTP/2 is negotiated
+    /// by ALPN anyway.
+    pub http2_prior_knowledge: bool,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            base: "http://127.0.0.1:8080/animals".into(),
+            concurrency: 10_000,
+            timeout: Duration::from_secs(30),
+            retries: 2,
+            backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+            http2_prior_knowledge: false,
+        }
+    }
+}
+
+/// What happened to one animal.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Position in the input (0-based).
+    pub index: usize,
+    pub name: String,
+    /// The sound, or why there is none.
+    pub result: Result<String, Error>,
+    /// Attempts made (1 when no retry was needed).
+    pub attempts: u32,
+    /// From the first attempt's start to the final answer, retries included.
+    pub elapsed: Duration,
+}
+
+impl Outcome {
+    /// The talk's line: `The cow says "Moo!".` (`None` for a failure).
+    pub fn line(&self) -> Option<String> {
+        self.result
+            .as_ref()
+            .ok()
+            .map(|sound| says(&self.name, sound))
+    }
+}
+
+/// `The {name} says "{sound}".`
+pub fn says(name: &str, sound: &str) -> String {
+    format!("The {name} says \"{sound}\".")
+}
+
+/// A cheap `Clone` handle on one connection pool and its settings.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: Arc<Url>,
+    config: Arc<ClientConfig>,
+}
+
+/// One failed attempt and whether another may follow.
+struct Failed {
+    error: Error,
+    retry: bool,
+    retry_after: Option<Duration>,
+}
+
+impl Client {
+    /// Checks the configuration and builds the connection pool.
+    pub fn new(config: ClientConfig) -> Result<Client, Error> {
+        let bad = |reason: &str| Error::BadUrl {
+            url: config.base.clone(),
+            reason: reason.to_string(),
+        };
+        let base = Url::parse(&config.base).map_err(|e| bad(&e.to_string()))?;
+        if !matches!(base.scheme(), "http" | "https") {
+            return Err(bad("only http and https URLs are supported"));
+        }
+        if base.cannot_be_a_base() {
+            return Err(bad("it cannot take a path"));
+        }
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(config.timeout)
+            .user_agent(concat!("coop/", env!("CARGO_PKG_VERSION")));
+        if config.http2_prior_knowledge {
+            builder = builder.http2_prior_knowledge();
+        }
+        let http = builder.build().map_err(|e| Error::transport(&e))?;
+        Ok(Client {
+            http,
+            base: Arc::new(base),
+            config: Arc::new(ClientConfig {
+                concurrency: config.concurrency.max(1),
+                ..config
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// The URL asked for `name`: the base plus one percent-encoded segment.
+    pub fn url_for(&self, name: &str) -> Url {
+        let mut url = (*self.base).clone();
+        url.path_segments_mut()
+            .expect("checked in Client::new: the base can take a path")
+            .pop_if_empty()
+            .push(name);
+        url
+    }
+
+    /// Asks for every name, at most `concurrency` at a time, and yields the
+    /// outcomes in input order, each as soon as it and all before it are
+    /// done.
+    pub fn speak<I>(&self, names: I) -> impl Stream<Item = Outcome> + Send + 'static
+    where
+        I: IntoIterator<Item = String>,
+        I::IntoIter: Send + 'static,
+    {
+        let client = self.clone();
+        let n = self.config.concurrency;
+        futures::stream::iter(names.into_iter().enumerate())
+            .map(move |(index, name)| {
+                let client = client.clone();
+                async move { client.ask(index, name).await }
+            })
+            .buffered(n)
+    }
+
+    /// Asks for one animal, retrying as configured.
+    pub async fn ask(&self, index: usize, name: String) -> Outcome {
+        let start = Instant::now();
+        let url = self.url_for(&name);
+        let mut attempts = 0;
+        let result = loop {
+            attempts += 1;
+            match self.attempt(url.clone()).await {
+                Ok(sound) => break Ok(sound),
+                Err(failed) if failed.retry && attempts <= self.config.retries => {
+                    let wait = self.backoff(attempts, failed.retry_after);
+                    tracing::debug!(%name, attempt = attempts, error = %failed.error, ?wait, "retrying");
+                    tokio::time::sleep(wait).await;
+                }
+                Err(failed) => break Err(failed.error),
+            }
+        };
+        Outcome {
+            index,
+            name,
+            result,
+            attempts,
+            elapsed: start.elapsed(),
+        }
+    }
+
+    async fn attempt(&self, url: Url) -> Result<String, Failed> {
+        let timeout = self.config.timeout;
+        let transport = |e: reqwest::Error| Failed {
+            retry: e.is_connect(),
+            error: if e.is_timeout() {
+                Error::Timeout(timeout)
+            } else {
+                Error::transport(&e)
+            },
+            retry_after: None,
+        };
+        let response = self
+            .http
+            .get(url)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|secs| Duration::from_secs(secs).min(MAX_RETRY_AFTER));
+        let body = response.text().await.map_err(transport)?;
+        if status.is_success() {
+            return Ok(body);
+        }
+        let mut body = body.trim().to_string();
+        if body.len() > MAX_ERROR_BODY {
+            let mut cut = MAX_ERROR_BODY;
+            while !body.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            body.truncate(cut);
+            body.push('…');
+        }
+        Err(Failed {
+            error: Error::Status {
+                status: status.as_u16(),
+                body,
+            },
+            retry: status.is_server_error(),
+            retry_after,
+        })
+    }
+
+    /// Wait before retry number `attempt` (1-based): `backoff * 2^(attempt-1)`
+    /// capped at `max_backoff`, scaled by a random factor in [0.5, 1) so that
+    /// many clients failing together do not retry together; never less than
+    /// the server's `Retry-After`.
+    fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        let exp = self
+            .config
+            .backoff
+            .saturating_mul(1u32 << (attempt - 1).min(20))
+            .min(self.config.max_backoff);
+        let jittered = exp.mul_f64(0.5 + rand::random::<f64>() * 0.5);
+        jittered.max(retry_after.unwrap_or(Duration::ZERO))
+    }
+}
+
+/// Timing of a whole run: what concurrency bought.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timing {
+    pub requests: usize,
+    /// Wall time of the run.
+    pub wall: Duration,
+    /// Sum of the requests' own times: what one-at-a-time would have cost.
+    pub sum: Duration,
+    pub p50: Duration,
+    pub p90: Duration,
+    pub p99: Duration,
+    pub max: Duration,
+}
+
+impl Timing {
+    /// Summarises per-request times (any order) and the run's wall time.
+    pub fn new(mut times: Vec<Duration>, wall: Duration) -> Timing {
+        times.sort_unstable();
+        // Nearest-rank percentile: the smallest time with at least p% of
+        // the times at or below it.
+        let pct = |p: f64| -> Duration {
+            if times.is_empty() {
+                return Duration::ZERO;
+            }
+            let rank = ((p / 100.0) * times.len() as f64).ceil() as usize;
+            times[rank.clamp(1, times.len()) - 1]
+        };
+        Timing {
+            requests: times.len(),
+            wall,
+            sum: times.iter().sum(),
+            p50: pct(50.0),
+            p90: pct(90.0),
+            p99: pct(99.0),
+            max: times.last().copied().unwrap_or_default(),
+        }
+    }
+
+    /// `sum / wall`: how many times faster than one at a time.
+    pub fn speedup(&self) -> f64 {
+        if self.wall.is_zero() {
+            return 0.0;
+        }
+        self.sum.as_secs_f64() / self.wall.as_secs_f64()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_join_one_segment() {
+        let mut cfg = ClientConfig {
+            base: "http://h:1/animals/".into(),
+            ..Default::default()
+        };
+        let c = Client::new(cfg.clone()).unwrap();
+        assert_eq!(c.url_for("cow").as_str(), "http://h:1/animals/cow");
+        cfg.base = "http://h:1/animals".into();
+        let c = Client::new(cfg.clone()).unwrap();
+        assert_eq!(c.url_for("cow").as_str(), "http://h:1/animals/cow");
+        assert_eq!(c.url_for("a b/c").as_str(), "http://h:1/animals/a%20b%2Fc");
+        cfg.base = "ftp://h/x".into();
+        assert!(Client::new(cfg.clone()).is_err());
+        cfg.base = "not a url".into();
+        assert!(Client::new(cfg).is_err());
+    }
+
+    #[test]
+    fn backoff_grows_is_capped_and_honours_retry_after() {
+        let c = Client::new(ClientConfig {
+            backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+            ..Default::default()
+        })
+        .unwrap();
+        for _ in 0..100 {
+            let b1 = c.backoff(1, None);
+            assert!(b1 >= Duration::from_millis(50) && b1 < Duration::from_millis(100));
+            let b3 = c.backoff(3, None);
+            assert!(b3 >= Duration::from_millis(200) && b3 < Duration::from_millis(400));
+            assert!(c.backoff(30, None) < Duration::from_secs(1));
+            assert!(c.backoff(1, Some(Duration::from_secs(2))) == Duration::from_secs(2));
+        }
+    }
+
+    #[test]
+    fn timing_percentiles() {
+        let times: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        let t = Timing::new(times, Duration::from_millis(100));
+        assert_eq!(t.requests, 100);
+        assert_eq!(t.p50, Duration::from_millis(50));
+        assert_eq!(t.p90, Duration::from_millis(90));
+        assert_eq!(t.p99, Duration::from_millis(99));
+        assert_eq!(t.max, Duration::from_millis(100));
+        assert_eq!(t.sum, Duration::from_millis(5050));
+        assert!((t.speedup() - 50.5).abs() < 1e-9);
+        let empty = Timing::new(vec![], Duration::ZERO);
+        assert_eq!(empty.p99, Duration::ZERO);
+        assert_eq!(empty.speedup(), 0.0);
+    }
+}
