@@ -1,1 +1,26 @@
-//! The `hub` library of coop (being built).
+//! The pub/sub hub of coop: the talk's streaming service (`GET /` streams,
+//! `POST /?msg=` publishes), grown into a hub with topics, patterns, ids,
+//! history, resume, four transports, slow-reader policy, auth and limits.
+//!
+//! # Layout
+//!
+//! - `message.rs`: ids, topic names, the shared immutable `Message`.
+//! - `store/`: the [`store::Store`] trait (ids, history, retention) and the
+//!   in-memory default; SQLite durability plugs in here.
+//! - `broker/`: the [`broker::Broker`] trait (committed messages to every
+//!   node's subscribers) and the in-process broker; Redis plugs in here.
+//! - `topic.rs`: live delivery in this process: per-topic rings of shared
+//!   messages, subscriber cursors, pattern subscriptions, lag detection.
+//! - `transport/`: raw, SSE, NDJSON and WebSocket encodings.
+//!
+//! A publish: handler -> `Store::append` (id, history) -> `Broker::committed`
+//! -> `Fanout::deliver` (rings) -> each subscriber task wakes, takes all new
+//! messages since its cursor, and writes them in one go.
+
+pub mod broker;
+pub mod message;
+pub mod store;
+pub mod topic;
+pub mod transport;
+
+pub use message::{Message, MessageId, TopicName};

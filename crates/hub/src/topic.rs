@@ -1,0 +1,540 @@
+//! Live delivery inside one process: per-topic rings of shared messages,
+//! subscriber cursors, and pattern subscriptions.
+//!
+//! # Design
+//!
+//! Each topic that has subscribers owns a [`Ring`]: the last `capacity`
+//! messages delivered on it, as `Arc<Message>` (the payload and its encodings
+//! are shared by every subscriber). A subscriber does not get its own queue;
+//! it keeps a *cursor* (a position in each ring it reads) and a [`Notify`].
+//! Delivering a message pushes one `Arc` into the ring and wakes the
+//! subscribers; each subscriber task, when it runs, takes **everything** new
+//! since its cursor and writes it in one go. That gives natural batching
+//! under load (one write per wake-up, not per message), costs the publisher
+//! one push and one wake per subscriber, and bounds memory by the ring
+//! capacity whatever the readers do.
+//!
+//! The ring capacity is the per-subscriber buffer: a subscriber whose cursor
+//! falls off the start of a ring has lagged by more than `capacity` messages;
+//! it is told the last id it got ([`Lagged`]) and disconnected, and can
+//! resume from history. It never slows the publisher or other readers.
+//!
+//! # Ordering
+//!
+//! [`Fanout::deliver`] is called in id order, one batch at a time (the store
+//! and broker guarantee it). After pushing a batch it raises the *high-water
+//! mark* (the largest id delivered), then wakes subscribers. A subscriber
+//! reading several rings takes only ids up to the high-water mark it read
+//! first, and sorts by id: since every id below the mark is already in its
+//! ring, a multi-topic or pattern subscriber sees ids strictly increasing,
+//! which makes one `Last-Event-ID` exact for all of its topics.
+//!
+//! # Lifetime
+//!
+//! A ring exists while a topic has subscribers (or a matching pattern
+//! subscriber): the last subscriber to leave removes it. Pattern subscribers
+//! are attached to every existing matching ring, and to each ring created
+//! later (the first message to a matching topic creates its ring).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use tokio::sync::Notify;
+
+use crate::message::{check_name, Message, MessageId, TopicName};
+
+/// Locks a std mutex; a panic elsewhere while holding it leaves our data
+/// (rings, lists) structurally valid, so poisoning is ignored.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A topic pattern: dot-separated like names; `*` matches any run of
+/// characters inside one segment (`farm.*` matches `farm.cow`, not
+/// `farm.cow.calf`), `**` matches any run including dots (`farm.**`
+/// matches both, `**` matches every topic).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pattern(Arc<str>);
+
+impl Pattern {
+    /// Validates a pattern (a name that may contain `*`).
+    pub fn new(text: &str) -> Result<Pattern, String> {
+        check_name(text, true)?;
+        Ok(Pattern(Arc::from(text)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Does `name` (a topic name, or another pattern's text taken
+    /// literally) match this pattern?
+    pub fn matches(&self, name: &str) -> bool {
+        glob(self.0.as_bytes(), name.as_bytes())
+    }
+}
+
+/// Glob match with `*` (not across `.`) and `**` (anything). Backtracking
+/// is bounded by the 128-byte name limit.
+fn glob(p: &[u8], s: &[u8]) -> bool {
+    match p.first() {
+        None => s.is_empty(),
+        Some(b'*') => {
+            let (any_dot, rest) = if p.get(1) == Some(&b'*') {
+                (true, &p[2..])
+            } else {
+                (false, &p[1..])
+            };
+            for i in 0..=s.len() {
+                if glob(rest, &s[i..]) {
+                    return true;
+                }
+                if i < s.len() && s[i] == b'.' && !any_dot {
+                    return false;
+                }
+            }
+            false
+        }
+        Some(&c) => s.first() == Some(&c) && glob(&p[1..], &s[1..]),
+    }
+}
+
+/// Cheap-to-clone handle on this process's live delivery (all rings). The
+/// broker feeds it; subscriptions read from it.
+#[derive(Clone)]
+pub struct Fanout {
+    inner: Arc<Registry>,
+}
+
+struct Registry {
+    /// Rings of topics that have subscribers. Lock order: `topics`, then
+    /// `patterns`, then a ring's `state`.
+    topics: Mutex<HashMap<TopicName, Arc<Ring>>>,
+    /// Live pattern subscriptions, to attach to rings created later.
+    patterns: Mutex<Vec<(Pattern, Weak<SubShared>)>>,
+    /// Largest id delivered so far (see "Ordering" above).
+    high_water: AtomicU64,
+    /// Messages each ring keeps: the per-subscriber buffer.
+    capacity: usize,
+}
+
+/// One topic's recent messages and its subscribers.
+pub(crate) struct Ring {
+    name: TopicName,
+    state: Mutex<RingState>,
+}
+
+struct RingState {
+    buf: VecDeque<Arc<Message>>,
+    /// Position (count of messages ever pushed) of `buf[0]`.
+    first_pos: u64,
+    /// Largest id pushed; a broker replaying after a reconnect may overlap,
+    /// and ids at or below this are ignored.
+    last_id: MessageId,
+    /// Subscribers to wake. Copy-on-write: delivery clones the `Arc` under
+    /// the lock and wakes them after releasing it.
+    subs: Arc<Vec<Arc<SubShared>>>,
+}
+
+impl RingState {
+    fn end_pos(&self) -> u64 {
+        self.first_pos + self.buf.len() as u64
+    }
+}
+
+/// The part of a subscriber that rings and the registry point to.
+pub(crate) struct SubShared {
+    /// Woken on every delivery to one of its rings. `notify_one` stores a
+    /// permit when the task is busy, so no wake-up is ever lost.
+    notify: Notify,
+    /// Rings attached by a pattern after the subscription started, with
+    /// the position to read from; picked up by the subscriber on its next
+    /// read. `has_pending` avoids taking this lock on every read.
+    pending: Mutex<Vec<(Arc<Ring>, u64)>>,
+    has_pending: AtomicBool,
+}
+
+/// A subscriber fell more than the ring capacity behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lagged {
+    /// The last id it was given (resume after it), if any.
+    pub last_id: Option<MessageId>,
+}
+
+impl Fanout {
+    /// A fan-out whose rings each keep `capacity` messages (at least 1).
+    pub fn new(capacity: usize) -> Fanout {
+        Fanout {
+            inner: Arc::new(Registry {
+                topics: Mutex::new(HashMap::new()),
+                patterns: Mutex::new(Vec::new()),
+                high_water: AtomicU64::new(0),
+                capacity: capacity.max(1),
+            }),
+        }
+    }
+
+    /// Hands a committed batch to local subscribers. Must be called in id
+    /// order, one batch at a time (the [`Broker`](crate::broker::Broker)
+    /// contract). Never blocks on a subscriber.
+    pub fn deliver(&self, batch: &[Arc<Message>]) {
+        let Some(last) = batch.last() else { return };
+        let mut wake: Vec<Arc<Vec<Arc<SubShared>>>> = Vec::with_capacity(batch.len());
+        for msg in batch {
+            let Some(ring) = self.ring_for_delivery(&msg.topic) else {
+                continue;
+            };
+            let mut st = lock(&ring.state);
+            if msg.id <= st.last_id {
+                continue;
+            }
+            st.last_id = msg.id;
+            st.buf.push_back(msg.clone());
+            if st.buf.len() > self.inner.capacity {
+                st.buf.pop_front();
+                st.first_pos += 1;
+            }
+            if !st.subs.is_empty() && !wake.iter().any(|w| Arc::ptr_eq(w, &st.subs)) {
+                wake.push(st.subs.clone());
+            }
+        }
+        self.inner.high_water.fetch_max(last.id.0, Ordering::AcqRel);
+        for subs in wake {
+            for sub in subs.iter() {
+                sub.notify.notify_one();
+            }
+        }
+    }
+
+    /// The ring for `topic`, creating it if a pattern subscriber wants it.
+    fn ring_for_delivery(&self, topic: &TopicName) -> Option<Arc<Ring>> {
+        let mut topics = lock(&self.inner.topics);
+        if let Some(ring) = topics.get(topic) {
+            return Some(ring.clone());
+        }
+        let ring = self.new_ring(topic);
+        if lock(&ring.state).subs.is_empty() {
+            return None;
+        }
+        topics.insert(topic.clone(), ring.clone());
+        Some(ring)
+    }
+
+    /// A new ring for `topic`, with every live pattern subscriber that
+    /// matches it already attached (they pick it up from `pending` and read
+    /// it from its first message). Called with `topics` locked.
+    fn new_ring(&self, topic: &TopicName) -> Arc<Ring> {
+        let patterns = lock(&self.inner.patterns);
+        let wanting: Vec<Arc<SubShared>> = patterns
+            .iter()
+            .filter(|(p, _)| p.matches(topic.as_str()))
+            .filter_map(|(_, w)| w.upgrade())
+            .collect();
+        let ring = Arc::new(Ring {
+            name: topic.clone(),
+            state: Mutex::new(RingState {
+                buf: VecDeque::new(),
+                first_pos: 0,
+                last_id: MessageId(0),
+                subs: Arc::new(wanting.clone()),
+            }),
+        });
+        for sub in &wanting {
+            lock(&sub.pending).push((ring.clone(), 0));
+            sub.has_pending.store(true, Ordering::Release);
+        }
+        ring
+    }
+
+    /// Subscribes to `topics` and `patterns`, starting after everything
+    /// delivered so far. Unsubscribes when the [`Subscription`] drops.
+    pub fn subscribe(&self, topics: &[TopicName], patterns: &[Pattern]) -> Subscription {
+        let shared = Arc::new(SubShared {
+            notify: Notify::new(),
+            pending: Mutex::new(Vec::new()),
+            has_pending: AtomicBool::new(false),
+        });
+        let mut cursors = Vec::new();
+        let mut map = lock(&self.inner.topics);
+        let attach = |ring: &Arc<Ring>, cursors: &mut Vec<Cursor>| {
+            if cursors.iter().any(|c| Arc::ptr_eq(&c.ring, ring)) {
+                return;
+            }
+            let mut st = lock(&ring.state);
+            let mut subs = Vec::with_capacity(st.subs.len() + 1);
+            subs.extend(st.subs.iter().cloned());
+            subs.push(shared.clone());
+            st.subs = Arc::new(subs);
+            cursors.push(Cursor {
+                ring: ring.clone(),
+                pos: st.end_pos(),
+            });
+        };
+        for name in topics {
+            let ring = match map.get(name) {
+                Some(ring) => ring.clone(),
+                None => {
+                    let ring = self.new_ring(name);
+                    map.insert(name.clone(), ring.clone());
+                    ring
+                }
+            };
+            attach(&ring, &mut cursors);
+        }
+        if !patterns.is_empty() {
+            let existing: Vec<Arc<Ring>> = map
+                .iter()
+                .filter(|(name, _)| patterns.iter().any(|p| p.matches(name.as_str())))
+                .map(|(_, ring)| ring.clone())
+                .collect();
+            for ring in existing {
+                attach(&ring, &mut cursors);
+            }
+            let mut pats = lock(&self.inner.patterns);
+            pats.retain(|(_, w)| w.strong_count() > 0);
+            for p in patterns {
+                pats.push((p.clone(), Arc::downgrade(&shared)));
+            }
+        }
+        drop(map);
+        Subscription {
+            fanout: self.clone(),
+            shared,
+            cursors,
+            has_patterns: !patterns.is_empty(),
+            last_id: None,
+        }
+    }
+
+    /// Current subscribers of `topic` (direct and by pattern).
+    pub fn subscribers(&self, topic: &TopicName) -> usize {
+        let ring = lock(&self.inner.topics).get(topic).cloned();
+        ring.map_or(0, |r| lock(&r.state).subs.len())
+    }
+
+    /// Topics that currently have a ring (that is, subscribers).
+    pub fn live_topics(&self) -> Vec<(TopicName, usize)> {
+        let rings: Vec<Arc<Ring>> = lock(&self.inner.topics).values().cloned().collect();
+        rings
+            .iter()
+            .map(|r| (r.name.clone(), lock(&r.state).subs.len()))
+            .collect()
+    }
+
+    fn unsubscribe(&self, shared: &Arc<SubShared>, rings: impl Iterator<Item = Arc<Ring>>) {
+        let mut map = lock(&self.inner.topics);
+        for ring in rings {
+            let mut st = lock(&ring.state);
+            let subs: Vec<_> = st
+                .subs
+                .iter()
+                .filter(|s| !Arc::ptr_eq(s, shared))
+                .cloned()
+                .collect();
+            st.subs = Arc::new(subs);
+            // Joining also takes `topics` first, so nobody can be attaching
+            // to this ring while we decide to drop it.
+            if st.subs.is_empty() && map.get(&ring.name).is_some_and(|r| Arc::ptr_eq(r, &ring)) {
+                map.remove(&ring.name);
+            }
+        }
+    }
+}
+
+struct Cursor {
+    ring: Arc<Ring>,
+    /// Next ring position to read.
+    pos: u64,
+}
+
+/// One subscriber's view of its rings. Owned by the subscriber's task;
+/// dropping it unsubscribes (the talk's context manager).
+pub struct Subscription {
+    fanout: Fanout,
+    shared: Arc<SubShared>,
+    cursors: Vec<Cursor>,
+    has_patterns: bool,
+    /// The last id handed out by [`Subscription::next_batch`] (or set by
+    /// [`Subscription::skip_through`] after sending history). Nothing at or
+    /// below it is returned again.
+    last_id: Option<MessageId>,
+}
+
+impl Subscription {
+    /// Waits until something may have been delivered since the last read.
+    /// Spurious wake-ups are possible; read with `next_batch`.
+    pub async fn changed(&self) {
+        self.shared.notify.notified().await;
+    }
+
+    /// Marks everything up to `id` as already sent (history was sent up to
+    /// it): the seam between history and live delivery.
+    pub fn skip_through(&mut self, id: MessageId) {
+        self.last_id = self.last_id.max(Some(id));
+    }
+
+    /// The last id this subscription handed out.
+    pub fn last_id(&self) -> Option<MessageId> {
+        self.last_id
+    }
+
+    /// Appends to `out` every message delivered since the last call, in id
+    /// order, with ids above `last_id`. `Err(Lagged)` when a ring has moved
+    /// past this subscriber's cursor: messages were lost to it.
+    pub fn next_batch(&mut self, out: &mut Vec<Arc<Message>>) -> Result<(), Lagged> {
+        if self.has_patterns && self.shared.has_pending.swap(false, Ordering::AcqRel) {
+            for (ring, pos) in lock(&self.shared.pending).drain(..) {
+                if !self.cursors.iter().any(|c| Arc::ptr_eq(&c.ring, &ring)) {
+                    self.cursors.push(Cursor { ring, pos });
+                }
+            }
+        }
+        let high_water = MessageId(self.fanout.inner.high_water.load(Ordering::Acquire));
+        let floor = self.last_id.unwrap_or(MessageId(0));
+        let start = out.len();
+        for cursor in &mut self.cursors {
+            let st = lock(&cursor.ring.state);
+            if cursor.pos < st.first_pos {
+                return Err(Lagged {
+                    last_id: self.last_id,
+                });
+            }
+            let from = (cursor.pos - st.first_pos) as usize;
+            for msg in st.buf.range(from..) {
+                if msg.id > high_water {
+                    break;
+                }
+                cursor.pos += 1;
+                if msg.id > floor {
+                    out.push(msg.clone());
+                }
+            }
+        }
+        if self.cursors.len() > 1 {
+            out[start..].sort_unstable_by_key(|m| m.id);
+        }
+        if let Some(m) = out.last() {
+            if out.len() > start {
+                self.last_id = Some(m.id);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let mut rings: Vec<Arc<Ring>> = self.cursors.drain(..).map(|c| c.ring).collect();
+        rings.extend(lock(&self.shared.pending).drain(..).map(|(r, _)| r));
+        if self.has_patterns {
+            lock(&self.fanout.inner.patterns)
+                .retain(|(_, w)| !w.ptr_eq(&Arc::downgrade(&self.shared)));
+        }
+        self.fanout.unsubscribe(&self.shared, rings.into_iter());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::now_ms;
+
+    fn msg(id: u64, topic: &str) -> Arc<Message> {
+        Arc::new(Message::new(
+            MessageId(id),
+            TopicName::new(topic).unwrap(),
+            now_ms(),
+            id.to_string().into(),
+        ))
+    }
+
+    fn t(s: &str) -> TopicName {
+        TopicName::new(s).unwrap()
+    }
+
+    fn ids(v: &[Arc<Message>]) -> Vec<u64> {
+        v.iter().map(|m| m.id.0).collect()
+    }
+
+    #[test]
+    fn patterns_match_within_and_across_segments() {
+        let p = Pattern::new("farm.*").unwrap();
+        assert!(p.matches("farm.cow"));
+        assert!(!p.matches("farm.cow.calf"));
+        assert!(!p.matches("farmer.cow"));
+        assert!(
+            p.matches("farm.*"),
+            "a claim farm.* covers the pattern farm.*"
+        );
+        let p = Pattern::new("farm.**").unwrap();
+        assert!(p.matches("farm.cow.calf"));
+        assert!(Pattern::new("**").unwrap().matches("a.b.c"));
+        assert!(Pattern::new("c*w").unwrap().matches("cow"));
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_gets_batches_in_order_and_only_new_messages() {
+        let fanout = Fanout::new(8);
+        fanout.deliver(&[msg(1, "a")]); // before subscribing: not seen
+        let mut sub = fanout.subscribe(&[t("a")], &[]);
+        fanout.deliver(&[msg(2, "a"), msg(3, "b"), msg(4, "a")]);
+        sub.changed().await;
+        let mut out = Vec::new();
+        sub.next_batch(&mut out).unwrap();
+        assert_eq!(ids(&out), [2, 4]);
+        assert_eq!(fanout.subscribers(&t("a")), 1);
+        drop(sub);
+        assert_eq!(fanout.subscribers(&t("a")), 0);
+        assert!(fanout.live_topics().is_empty(), "idle ring removed");
+    }
+
+    #[test]
+    fn multi_topic_and_patterns_merge_by_id_including_new_topics() {
+        let fanout = Fanout::new(8);
+        let mut sub = fanout.subscribe(&[t("x")], &[Pattern::new("farm.*").unwrap()]);
+        fanout.deliver(&[
+            msg(5, "farm.cow"),
+            msg(6, "x"),
+            msg(7, "farm.pig"),
+            msg(8, "zoo"),
+        ]);
+        let mut out = Vec::new();
+        sub.next_batch(&mut out).unwrap();
+        assert_eq!(ids(&out), [5, 6, 7]);
+    }
+
+    #[test]
+    fn a_reader_that_falls_off_the_ring_lags_with_its_last_id() {
+        let fanout = Fanout::new(4);
+        let mut slow = fanout.subscribe(&[t("a")], &[]);
+        let mut fast = fanout.subscribe(&[t("a")], &[]);
+        let mut out = Vec::new();
+        fanout.deliver(&[msg(1, "a")]);
+        slow.next_batch(&mut out).unwrap();
+        let mut got = Vec::new();
+        for id in 2..=20 {
+            fanout.deliver(&[msg(id, "a")]);
+            fast.next_batch(&mut got).unwrap();
+        }
+        assert_eq!(got.len(), 20);
+        assert_eq!(
+            slow.next_batch(&mut out),
+            Err(Lagged {
+                last_id: Some(MessageId(1))
+            })
+        );
+    }
+
+    #[test]
+    fn the_history_seam_skips_what_was_already_sent_and_replays_are_ignored() {
+        let fanout = Fanout::new(8);
+        let mut sub = fanout.subscribe(&[t("a")], &[]);
+        fanout.deliver(&[msg(1, "a"), msg(2, "a")]);
+        sub.skip_through(MessageId(1));
+        fanout.deliver(&[msg(2, "a"), msg(3, "a")]); // broker replay overlap
+        let mut out = Vec::new();
+        sub.next_batch(&mut out).unwrap();
+        assert_eq!(ids(&out), [2, 3]);
+    }
+}

@@ -1,0 +1,172 @@
+//! Wire formats. One subscription URL, four transports, chosen by
+//! [`Format::choose`] from `?format=`, a WebSocket upgrade, or `Accept`:
+//!
+//! | format | chosen by | one message | a message with line breaks |
+//! |---|---|---|---|
+//! | raw (default) | anything else | `{message}\r\n` (the talk's) | sent as is: a reader splitting on lines sees several (raw has no framing) |
+//! | SSE | `Accept: text/event-stream`, `?format=sse` | `id:`, `event: message`, `topic:`, one `data:` per line, blank line | each line its own `data:` line; `EventSource` joins them with `\n` (a `\r\n` or `\r` comes back as `\n`) |
+//! | NDJSON | `Accept: application/x-ndjson`, `?format=ndjson` | `{"id","topic","time","message"}\n` | escaped inside the JSON string: exact |
+//! | WebSocket | an `Upgrade: websocket` request | one text frame holding the NDJSON object (no `\n`) | exact |
+//!
+//! `time` is the publish time in Unix milliseconds. The `topic:` field of SSE
+//! is ignored by browsers (unknown fields are, by the SSE spec) and read by
+//! `coop sub`. Control records (gap, lag, shutdown) are described in
+//! `sse.rs` and `ndjson.rs`; raw streams simply end.
+//!
+//! Each message is encoded at most once per format (`Message::encoded`) and
+//! the bytes are shared by every subscriber of that format; a subscriber
+//! concatenates everything new into one buffer and writes it at once.
+
+pub mod ndjson;
+pub mod raw;
+pub mod sse;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::message::{Encoding, Message};
+
+/// How a subscriber wants its stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Raw,
+    Sse,
+    Ndjson,
+    WebSocket,
+}
+
+impl Format {
+    /// Label for metrics and logs.
+    pub fn label(self) -> &'static str {
+        match self {
+            Format::Raw => "raw",
+            Format::Sse => "sse",
+            Format::Ndjson => "ndjson",
+            Format::WebSocket => "websocket",
+        }
+    }
+
+    /// The shared encoding this format writes.
+    pub fn encoding(self) -> Encoding {
+        match self {
+            Format::Raw => Encoding::Raw,
+            Format::Sse => Encoding::Sse,
+            Format::Ndjson | Format::WebSocket => Encoding::Json,
+        }
+    }
+
+    /// Picks the format: `?format=` wins, then a WebSocket upgrade, then
+    /// `Accept`. An unknown `?format=` is an error naming the choices.
+    pub fn choose(
+        query: Option<&str>,
+        upgrade: bool,
+        accept: Option<&str>,
+    ) -> Result<Format, String> {
+        if let Some(q) = query {
+            return match q {
+                "raw" | "text" => Ok(Format::Raw),
+                "sse" | "event-stream" => Ok(Format::Sse),
+                "ndjson" | "json" | "jsonl" => Ok(Format::Ndjson),
+                "ws" | "websocket" if upgrade => Ok(Format::WebSocket),
+                "ws" | "websocket" => Err("format=ws needs a WebSocket upgrade request".into()),
+                other => Err(format!(
+                    "unknown format {other:?}: use raw, sse, ndjson or a WebSocket upgrade"
+                )),
+            };
+        }
+        if upgrade {
+            return Ok(Format::WebSocket);
+        }
+        let accept = accept.unwrap_or("");
+        if accept.contains("text/event-stream") {
+            Ok(Format::Sse)
+        } else if accept.contains("application/x-ndjson")
+            || accept.contains("application/jsonl")
+            || accept.contains("application/ndjson")
+        {
+            Ok(Format::Ndjson)
+        } else {
+            Ok(Format::Raw)
+        }
+    }
+
+    /// The `Content-Type` of the streaming response.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Raw => "text/plain; charset=utf-8",
+            Format::Sse => "text/event-stream",
+            Format::Ndjson | Format::WebSocket => "application/x-ndjson",
+        }
+    }
+}
+
+/// Encodes one message (called once per message and encoding).
+pub(crate) fn encode(msg: &Message, enc: Encoding) -> Bytes {
+    match enc {
+        Encoding::Raw => raw::encode(msg),
+        Encoding::Sse => sse::encode(msg),
+        Encoding::Json => ndjson::encode(msg),
+    }
+}
+
+/// Appends `s` to `out` as a JSON string literal (with quotes).
+pub(crate) fn json_str(out: &mut BytesMut, s: &str) {
+    out.put_u8(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => {
+                out.put_slice(&bytes[start..i]);
+                out.put_slice(format!("\\u{b:04x}").as_bytes());
+                start = i + 1;
+                continue;
+            }
+            _ => continue,
+        };
+        out.put_slice(&bytes[start..i]);
+        out.put_slice(esc);
+        start = i + 1;
+    }
+    out.put_slice(&bytes[start..]);
+    out.put_u8(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_choice_follows_query_upgrade_then_accept() {
+        assert_eq!(Format::choose(None, false, None), Ok(Format::Raw));
+        assert_eq!(
+            Format::choose(None, false, Some("text/event-stream")),
+            Ok(Format::Sse)
+        );
+        assert_eq!(
+            Format::choose(None, false, Some("application/x-ndjson")),
+            Ok(Format::Ndjson)
+        );
+        assert_eq!(
+            Format::choose(None, true, Some("text/event-stream")),
+            Ok(Format::WebSocket)
+        );
+        assert_eq!(Format::choose(Some("sse"), true, None), Ok(Format::Sse));
+        assert!(Format::choose(Some("xml"), false, None)
+            .unwrap_err()
+            .contains("unknown format"));
+    }
+
+    #[test]
+    fn json_strings_are_escaped() {
+        let mut b = BytesMut::new();
+        json_str(&mut b, "a\"b\\c\nd\u{1}é");
+        assert_eq!(std::str::from_utf8(&b).unwrap(), r#""a\"b\\c\nd\u0001é""#);
+        let s: String = serde_json::from_slice(&b).unwrap();
+        assert_eq!(s, "a\"b\\c\nd\u{1}é");
+    }
+}
