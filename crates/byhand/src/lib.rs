@@ -59,7 +59,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-pub use manual::{manual_sleep, request_message, take_request, ManualSleep};
+pub use manual::{manual_sleep, take_request, ManualSleep, Request};
 pub use task::JoinHandle;
 pub use timer::Sleep;
 

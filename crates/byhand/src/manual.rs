@@ -17,18 +17,33 @@
 //! driver that polls by hand (or knows to come back) will ever finish it.
 
 use std::cell::RefCell;
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 thread_local! {
     /// The last request posted on this thread and not yet taken.
-    static MAILBOX: RefCell<Option<String>> = const { RefCell::new(None) };
+    static MAILBOX: RefCell<Option<Request>> = const { RefCell::new(None) };
 }
 
-/// The talk's request, word for word.
-pub fn request_message(seconds: u64) -> String {
-    format!("Please do not continue until {seconds} seconds have elapsed.")
+/// What a [`ManualSleep`] asks of its driver. Displays as the talk's
+/// request, word for word: `Please do not continue until 3 seconds have
+/// elapsed.`
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Request {
+    /// How long the driver should wait before polling again.
+    pub seconds: u64,
+}
+
+impl fmt::Display for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Please do not continue until {} seconds have elapsed.",
+            self.seconds
+        )
+    }
 }
 
 /// Asks the driver to wait `seconds` seconds (see [`ManualSleep`]).
@@ -40,7 +55,7 @@ pub fn manual_sleep(seconds: u64) -> ManualSleep {
 }
 
 /// Takes the request the last `Pending` left behind, if any.
-pub fn take_request() -> Option<String> {
+pub fn take_request() -> Option<Request> {
     MAILBOX.with(|mailbox| mailbox.borrow_mut().take())
 }
 
@@ -67,7 +82,9 @@ impl Future for ManualSleep {
             return Poll::Ready(());
         }
         self.asked = true;
-        let request = request_message(self.seconds);
+        let request = Request {
+            seconds: self.seconds,
+        };
         MAILBOX.with(|mailbox| *mailbox.borrow_mut() = Some(request));
         Poll::Pending
     }

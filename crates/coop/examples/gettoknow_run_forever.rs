@@ -1,0 +1,52 @@
+//! Run forever, until a task stops the loop: the talk's `loop.run_forever()`
+//! with `stop_in(3)` counting down `Shutdown in 3...`.
+//!
+//! A tokio runtime has no `run_forever`: it runs for as long as the future
+//! given to `block_on` is pending. So "forever" is a future that waits for a
+//! stop signal, and `loop.stop()` is cancelling that signal. A
+//! `CancellationToken` is the usual signal: cheap to clone, any task may
+//! cancel it, and every clone sees it. (A real server would also stop on
+//! Ctrl-C; so does this example.) Set `COOP_SPEED=100` to count faster.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+/// Counts down and then stops the loop, like the talk's `stop_in(n)`.
+async fn stop_in(mut n: u64, stop: CancellationToken) {
+    while n > 0 {
+        println!("Shutdown in {n}...");
+        tokio::time::sleep(talk_seconds(1)).await;
+        n -= 1;
+    }
+    stop.cancel();
+}
+
+fn main() -> std::io::Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    let stop = CancellationToken::new();
+
+    // Python: loop.create_task(stop_in(3))
+    runtime.spawn(stop_in(3, stop.clone()));
+
+    // Python: loop.run_forever(). The runtime serves every spawned task
+    // until the token is cancelled (or Ctrl-C is pressed).
+    println!("running until a task stops us");
+    runtime.block_on(async {
+        tokio::select! {
+            _ = stop.cancelled() => println!("stopped by the countdown task"),
+            _ = tokio::signal::ctrl_c() => println!("stopped by Ctrl-C"),
+        }
+    });
+    Ok(())
+}
+
+/// The talk's `n` seconds, divided by `COOP_SPEED` (default 1: real time).
+fn talk_seconds(n: u64) -> Duration {
+    let speed = std::env::var("COOP_SPEED")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .unwrap_or(1.0);
+    Duration::from_secs(n).div_f64(speed)
+}
