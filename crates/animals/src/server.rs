@@ -244,6 +244,10 @@ fn fail(status: StatusCode, json: bool, reason: &str) -> Response {
     respond(status, json, body)
 }
 
+fn boxed_fail(status: StatusCode, json: bool, reason: &str) -> Box<Response> {
+    Box::new(fail(status, json, reason))
+}
+
 fn wants_json(req: &Request) -> bool {
     req.headers()
         .get(ACCEPT)
@@ -271,47 +275,61 @@ async fn animal(State(farm): State<Farm>, req: Request) -> Response {
     let track = Track::start(inner, &inner.animal);
     let json = wants_json(&req);
     let response = match prepare(inner, &req, json) {
-        Ok((entry_body, delay)) => {
+        Plan::Sound(body, delay) => {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            respond(StatusCode::OK, json, entry_body)
+            respond(StatusCode::OK, json, body)
         }
-        Err(response) => response,
+        Plan::Now(response) => response,
     };
     track.answer(response)
 }
 
+/// What to do with an animal request.
+enum Plan {
+    /// Answer this at once (an error).
+    Now(Response),
+    /// Wait the delay, then send the sound.
+    Sound(Bytes, Duration),
+}
+
 /// Everything decided before the delay: the name, the delay, fault
-/// injection, the lookup. `Ok` carries the body to send after the delay;
-/// `Err` an answer to send at once.
-fn prepare(farm: &FarmInner, req: &Request, json: bool) -> Result<(Bytes, Duration), Response> {
+/// injection, the lookup.
+fn prepare(farm: &FarmInner, req: &Request, json: bool) -> Plan {
+    match decide(farm, req, json) {
+        Ok((body, delay)) => Plan::Sound(body, delay),
+        Err(response) => Plan::Now(*response),
+    }
+}
+
+fn decide(farm: &FarmInner, req: &Request, json: bool) -> Result<(Bytes, Duration), Box<Response>> {
     let raw = name_in_path(req.uri().path());
     let name = percent_decode(raw).ok_or_else(|| {
-        fail(
+        boxed_fail(
             StatusCode::BAD_REQUEST,
             json,
             "Bad animal name: it is not valid percent-encoded UTF-8.",
         )
     })?;
     if let Err(e) = validate_name(&name) {
-        return Err(fail(StatusCode::BAD_REQUEST, json, e.reason()));
+        return Err(boxed_fail(StatusCode::BAD_REQUEST, json, e.reason()));
     }
     let delay = match req.uri().query().and_then(delay_param) {
         None => farm.config.delay,
         Some(Ok(d)) => d.min(farm.config.max_delay),
-        Some(Err(reason)) => return Err(fail(StatusCode::BAD_REQUEST, json, &reason)),
+        Some(Err(reason)) => return Err(boxed_fail(StatusCode::BAD_REQUEST, json, &reason)),
     };
     if farm.config.error_rate > 0.0 && rand::random::<f64>() < farm.config.error_rate {
         let mut response = fail(StatusCode::SERVICE_UNAVAILABLE, json, BUSY);
         response
             .headers_mut()
             .insert(RETRY_AFTER, farm.retry_after.clone());
-        return Err(response);
+        return Err(Box::new(response));
     }
     let Some(entry) = farm.catalog.get(&name) else {
         let reason = format!("The animal {name} was not found.");
-        return Err(fail(StatusCode::NOT_FOUND, json, &reason));
+        return Err(boxed_fail(StatusCode::NOT_FOUND, json, &reason));
     };
     let body = if json {
         entry.json.clone()

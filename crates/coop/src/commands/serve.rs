@@ -1,29 +1,429 @@
 //! `coop serve`: binds the socket, builds one router from the Animals API and
 //! the hub, adds `/healthz` and `/metrics`, and serves until a signal.
 //! (Owned by the Animals API work; the hub plugs in through `hub_args`.)
+//!
+//! The accept loop is written out here rather than using `axum::serve`,
+//! because a production farm needs what `axum::serve` does not offer:
+//!
+//! - HTTP/1.1 and HTTP/2 cleartext with prior knowledge on the same port
+//!   (hyper-util's `auto` builder sniffs the h2 preface), with many streams
+//!   per h2 connection (`--h2-max-streams`);
+//! - a connection limit (`--max-connections`): past it, a new connection
+//!   gets a plain `503` with `Retry-After` and is closed;
+//! - a header read timeout (`--header-timeout`): a client that never sends,
+//!   or sends its headers byte by byte (slowloris), is cut off;
+//! - bounded request heads (`--max-header-bytes`: hyper answers `431`) and
+//!   bodies (`--max-body-bytes` for handlers that read one);
+//! - running out of file descriptors (`EMFILE`/`ENFILE`) logged clearly
+//!   with a short back-off, instead of a busy loop or a crash;
+//! - graceful shutdown: SIGINT/SIGTERM cancel one `CancellationToken`
+//!   (shared with the hub), accepting stops, in-flight requests finish
+//!   within `--drain-timeout`, then the process exits 0.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use anyhow::Context;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
 use clap::Args;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
-use super::hub_args::HubArgs;
+use super::hub_args::{self, HubArgs};
+use super::ConfigError;
 
 /// Flags of `coop serve`.
+///
+/// Durations take units: `250ms`, `5s`, `1m`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1", env = "COOP_BIND")]
     pub bind: std::net::IpAddr,
 
-    /// Port to listen on (0 picks a free one and prints it).
+    /// Port to listen on (0 picks a free one; the real address is printed).
     #[arg(long, short, default_value_t = 8080, env = "COOP_PORT")]
     pub port: u16,
+
+    /// How long a known animal takes to answer (the talk: 5s).
+    #[arg(long, default_value = "5s", value_parser = parse_duration, env = "COOP_DELAY")]
+    pub delay: Duration,
+
+    /// Upper bound for a request's own `?delay=`.
+    #[arg(long, default_value = "60s", value_parser = parse_duration, env = "COOP_MAX_DELAY")]
+    pub max_delay: Duration,
+
+    /// Move each delay by a random amount within ±JITTER.
+    #[arg(long, default_value = "0s", value_parser = parse_duration, env = "COOP_JITTER")]
+    pub jitter: Duration,
+
+    /// Animals from a TOML or JSON file, extending the talk's twelve (or
+    /// replacing them with `mode = "replace"`).
+    ///
+    /// Format: `[[animals]]` entries with `name` and `sound`; names are 1-64
+    /// ASCII letters, digits, `-` or `_`.
+    #[arg(long, env = "COOP_CATALOG")]
+    pub catalog: Option<PathBuf>,
+
+    /// Answer this share of animal requests (0 to 1) with `503` and
+    /// `Retry-After`, to test clients against faults.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_rate, env = "COOP_ERROR_RATE")]
+    pub error_rate: f64,
+
+    /// Seconds sent in `Retry-After` with those `503`s.
+    #[arg(long, default_value_t = 1, env = "COOP_RETRY_AFTER")]
+    pub retry_after: u32,
+
+    /// Open connections at most; more get `503` and are closed.
+    ///
+    /// Each connection costs a file descriptor: keep this below `ulimit -n`.
+    #[arg(long, default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(1..), env = "COOP_MAX_CONNECTIONS")]
+    pub max_connections: u32,
+
+    /// Concurrent streams allowed on one HTTP/2 connection.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..), env = "COOP_H2_MAX_STREAMS")]
+    pub h2_max_streams: u32,
+
+    /// Time a client has to send a request's headers (and the first byte
+    /// of a new connection). Slower clients are disconnected.
+    #[arg(long, default_value = "10s", value_parser = parse_nonzero_duration, env = "COOP_HEADER_TIMEOUT")]
+    pub header_timeout: Duration,
+
+    /// Largest request line plus headers, in bytes (hyper answers `431`
+    /// beyond it; at least 8192).
+    #[arg(long, default_value_t = 16 * 1024, value_parser = clap::value_parser!(u32).range(8192..), env = "COOP_MAX_HEADER_BYTES")]
+    pub max_header_bytes: u32,
+
+    /// Largest request body a handler reads, in bytes (`413` beyond it).
+    #[arg(long, default_value_t = 1024 * 1024, env = "COOP_MAX_BODY_BYTES")]
+    pub max_body_bytes: usize,
+
+    /// On SIGINT/SIGTERM, how long in-flight requests may take to finish
+    /// before the server exits anyway.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, env = "COOP_DRAIN_TIMEOUT")]
+    pub drain_timeout: Duration,
 
     #[command(flatten)]
     pub hub: HubArgs,
 }
 
+/// clap value parser for durations with units (`250ms`, `5s`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{e} (expected a duration with a unit, like 250ms or 5s)"))
+}
+
+fn parse_nonzero_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err("must be more than zero".into()),
+        d => Ok(d),
+    }
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err(format!("{s:?} is not a share between 0 and 1 (like 0.05)")),
+    }
+}
+
+/// Kernel accept queue length: a burst of thousands of clients connecting
+/// at once (`coop speak` with 10,000 animals) must not overflow it, or their
+/// SYNs are retried a second later. Linux caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 16_384;
+
+/// Connections over the limit being answered `503` at once; more than this
+/// are closed without an answer (the kernel's RST is the answer).
+const REJECT_SLOTS: usize = 256;
+
+/// Pause after `EMFILE`/`ENFILE` before accepting again: the error repeats
+/// until some connection closes, so retrying at once would spin a core.
+const FD_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Latency buckets in seconds: the farm's answers range from instant (404,
+/// `--delay 0`) to the talk's 5 s and beyond.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.025, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 7.5, 10.0, 30.0, 60.0,
+];
+
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let _ = args;
-    anyhow::bail!("coop serve is being built")
+    let catalog = match &args.catalog {
+        Some(path) => animals::Catalog::from_file(path)
+            .map_err(|e| ConfigError(e.to_string()))
+            .context("bad --catalog")?,
+        None => animals::Catalog::builtin(),
+    };
+    if args.max_delay < args.delay {
+        return Err(ConfigError(format!(
+            "--delay {} is longer than --max-delay {}",
+            humantime::format_duration(args.delay),
+            humantime::format_duration(args.max_delay)
+        ))
+        .into());
+    }
+
+    // The recorder must be installed before any metric handle is
+    // registered (the farm registers its handles when it is built).
+    let metrics = install_metrics()?;
+
+    let shutdown = CancellationToken::new();
+    spawn_signal_handler(shutdown.clone())?;
+
+    let farm = animals::Farm::new(
+        catalog,
+        animals::Config {
+            delay: args.delay,
+            max_delay: args.max_delay,
+            jitter: args.jitter,
+            error_rate: args.error_rate,
+            retry_after_secs: args.retry_after,
+        },
+    );
+    let hub = hub_args::build(&args.hub, shutdown.clone())
+        .await
+        .context("cannot start the hub")?;
+    let health = hub.health.clone();
+    let router = animals::router(farm)
+        .merge(hub.router)
+        .route(
+            "/healthz",
+            get(move || {
+                let health = health.clone();
+                async move {
+                    match health() {
+                        Ok(()) => (StatusCode::OK, "ok".to_string()),
+                        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason),
+                    }
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                        metrics.render(),
+                    )
+                }
+            }),
+        )
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(args.max_body_bytes));
+
+    let addr = SocketAddr::new(args.bind, args.port);
+    let listener = listen(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    // The one line on stdout: scripts and tests wait for it.
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "coop listening on http://{local}")?;
+        out.flush()?;
+    }
+    tracing::info!(%local, delay = ?args.delay, "serving the farm");
+
+    let graceful = accept_loop(listener, router, &args, shutdown.clone()).await;
+
+    tracing::info!(
+        connections = graceful.count(),
+        "shutting down: no longer accepting, draining in-flight requests"
+    );
+    match tokio::time::timeout(args.drain_timeout, graceful.shutdown()).await {
+        Ok(()) => tracing::info!("drained; bye"),
+        Err(_) => tracing::warn!(
+            drain_timeout = ?args.drain_timeout,
+            "requests still in flight after the drain timeout; closing them"
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "Not found.").into_response()
+}
+
+fn install_metrics() -> anyhow::Result<PrometheusHandle> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("duration_seconds".into()), LATENCY_BUCKETS)
+        .context("metrics buckets")?
+        .install_recorder()
+        .context("cannot install the metrics recorder")?;
+    // Histograms buffer samples until drained; drain them regularly so
+    // memory stays flat between scrapes.
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(handle)
+}
+
+/// First SIGINT or SIGTERM cancels `shutdown` (graceful); a second one
+/// exits at once, for an operator who does not want to wait for the drain.
+fn spawn_signal_handler(shutdown: CancellationToken) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::info!("signal received: shutting down gracefully (again to force)");
+        shutdown.cancel();
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::warn!("second signal: exiting without draining");
+        std::process::exit(1);
+    });
+    Ok(())
+}
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // Restarting the server must not wait for old connections in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// Accepts until `shutdown` is cancelled; returns the watcher of the
+/// connections still open, for the drain.
+async fn accept_loop(
+    listener: TcpListener,
+    router: Router,
+    args: &ServeArgs,
+    shutdown: CancellationToken,
+) -> GracefulShutdown {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(args.header_timeout)
+        .max_buf_size(args.max_header_bytes as usize);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(args.h2_max_streams);
+    let builder = Arc::new(builder);
+
+    let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(args.max_connections as usize));
+    let reject_slots = Arc::new(Semaphore::new(REJECT_SLOTS));
+    let header_timeout = args.header_timeout;
+    let mut last_fd_warning: Option<Instant> = None;
+
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(err) => {
+                if is_out_of_fds(&err) {
+                    if last_fd_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
+                        tracing::error!(
+                            error = %err,
+                            "too many open files: raise ulimit -n (or lower --max-connections); \
+                             pausing accept briefly"
+                        );
+                        last_fd_warning = Some(Instant::now());
+                    }
+                    tokio::time::sleep(FD_BACKOFF).await;
+                } else {
+                    // ECONNABORTED and friends: that one client is gone.
+                    tracing::debug!(error = %err, "accept failed");
+                }
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, "connection limit reached: answering 503");
+            if let Ok(slot) = reject_slots.clone().try_acquire_owned() {
+                tokio::spawn(async move {
+                    reject(stream).await;
+                    drop(slot);
+                });
+            }
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(router.clone());
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            // hyper's header timeout starts once it reads a request; a
+            // client that connects and sends nothing is cut off here.
+            let first_byte = tokio::select! {
+                ready = tokio::time::timeout(header_timeout, stream.readable()) => ready,
+                _ = shutdown.cancelled() => return,
+            };
+            if !matches!(first_byte, Ok(Ok(()))) {
+                tracing::debug!(%peer, "closed: nothing sent within the header timeout");
+                return;
+            }
+            let conn = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            if let Err(err) = watcher.watch(conn).await {
+                tracing::debug!(%peer, error = %err, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    graceful
+}
+
+fn is_out_of_fds(err: &std::io::Error) -> bool {
+    // EMFILE (process limit) = 24, ENFILE (system limit) = 23 on Linux.
+    matches!(err.raw_os_error(), Some(23) | Some(24))
+}
+
+/// Tells a client over the connection limit why it is refused, then closes.
+/// The request is read (briefly) before closing, so the kernel does not
+/// reset the connection under the client's feet before it reads the 503.
+async fn reject(mut stream: TcpStream) {
+    const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+content-type: text/plain; charset=utf-8\r\n\
+retry-after: 1\r\n\
+connection: close\r\n\
+content-length: 47\r\n\
+\r\n\
+Too many connections: the farm is at its limit.";
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        stream.write_all(BUSY).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 1024];
+        while stream.read(&mut sink).await? > 0 {}
+        std::io::Result::Ok(())
+    })
+    .await;
 }
