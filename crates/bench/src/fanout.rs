@@ -1,1 +1,916 @@
-//! Hub fan-out load generator (being built).
+//! Hub fan-out load generator: N streaming subscribers over real TCP, M
+//! published messages, and what arrived where and when.
+//!
+//! It targets any server with the talk's raw API (`GET url` streams
+//! `message\r\n` lines, `POST url?msg=` or a body publishes), so the same
+//! client measures coop, nchan and the talk's aiohttp hub.
+//!
+//! How a run goes:
+//! 1. Subscribers connect, spread over `threads` OS threads. Each thread runs
+//!    its own current-thread tokio runtime with its own latency histogram and
+//!    counters, and one read buffer shared by all its connections (a read
+//!    copies the socket's bytes into it, parses them in place and keeps only
+//!    a partial last line), so a subscriber costs a socket, a small decoder
+//!    state and a bitset of the sequence numbers it has seen.
+//! 2. Priming: servers without a subscriber-count API give no sign that a
+//!    subscription is registered, so a priming message is published every
+//!    50 ms until every subscriber has received one, then the run waits
+//!    `settle` for the priming traffic to drain.
+//! 3. Publishers (each with its own keep-alive connection) publish
+//!    `{seq}_{send time ns}_{run nonce}_xxx…` padded to `size` bytes, either
+//!    closed-loop (next publish after the previous answer) or paced at a
+//!    total rate (message k is due at start + k/rate, shared round-robin).
+//!    Only `[0-9a-z_]` is used, so `?msg=` needs no escaping (nchan's anchor
+//!    does not decode it).
+//! 4. Each subscriber parses its lines, marks the sequence number in its
+//!    bitset (a second mark is a duplicate, a lower number than the highest
+//!    seen is out of order) and records now − send time in its thread's
+//!    histogram. The run ends when every delivery arrived or nothing arrived
+//!    for `idle_timeout` after the last publish.
+//!
+//! Deliveries per second are counted from the first publish to the last
+//! delivery. Server figures come from `/proc` when pids are given.
+
+use std::cell::{Cell, RefCell};
+use std::net::IpAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::http::{parse_head, BodyDecoder, LineSplitter};
+use crate::probe::{self, ProcSample};
+use crate::summary::{new_histogram, Latency};
+use crate::target::{self, Target};
+use crate::{now_ns, BenchError};
+
+/// Bytes one subscriber read may take at once. One buffer per thread, not
+/// per connection.
+const READ_BUF: usize = 64 * 1024;
+/// Longest line a subscriber keeps across reads; longer is a protocol error.
+const MAX_LINE: usize = 1024 * 1024;
+/// Interval between priming messages.
+const PRIME_EVERY: Duration = Duration::from_millis(50);
+/// Largest bitset memory (subscribers × messages / 8) a run may allocate.
+const MAX_BITSET_BYTES: u64 = 1 << 30;
+
+/// What to run. See `coop bench fanout --help` for each field.
+#[derive(Debug, Clone)]
+pub struct FanoutConfig {
+    /// Subscribe URL (`GET`, streaming).
+    pub url: String,
+    /// Publish URL (`POST`); the subscribe URL when `None`.
+    pub publish_url: Option<String>,
+    pub subscribers: usize,
+    pub messages: u64,
+    pub publishers: usize,
+    /// Total messages per second over all publishers; `None` = closed loop.
+    pub rate: Option<f64>,
+    /// Message size in bytes (a message is never shorter than its header).
+    pub size: usize,
+    /// Publish the message as the request body instead of `?msg=`.
+    pub body: bool,
+    /// Subscriber threads.
+    pub threads: usize,
+    /// Loopback source addresses to spread connections over.
+    pub sources: u8,
+    /// Connects in progress at once.
+    pub connect_concurrency: usize,
+    /// Time allowed to connect and prime all subscribers.
+    pub connect_timeout: Duration,
+    /// Pause after priming, before publishing.
+    pub settle: Duration,
+    /// Give up when nothing arrives for this long after the last publish.
+    pub idle_timeout: Duration,
+    /// Server processes to read RSS and CPU time from.
+    pub server_pids: Vec<u32>,
+}
+
+impl Default for FanoutConfig {
+    fn default() -> Self {
+        FanoutConfig {
+            url: "http://127.0.0.1:8080/".into(),
+            publish_url: None,
+            subscribers: 1000,
+            messages: 1000,
+            publishers: 1,
+            rate: None,
+            size: 64,
+            body: false,
+            threads: 2,
+            sources: 8,
+            connect_concurrency: 256,
+            connect_timeout: Duration::from_secs(60),
+            settle: Duration::from_millis(200),
+            idle_timeout: Duration::from_secs(5),
+            server_pids: Vec::new(),
+        }
+    }
+}
+
+/// Server figures for one run (present when pids were given).
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerFigures {
+    /// RSS before the subscribers connected, KiB.
+    pub rss_idle_kib: u64,
+    /// RSS with every subscriber connected and primed, KiB.
+    pub rss_connected_kib: u64,
+    /// Peak RSS (VmHWM) at the end of the run, KiB.
+    pub rss_peak_kib: u64,
+    /// Whether the peak was reset at the start (else it may predate the run).
+    pub peak_reset: bool,
+    /// (connected − idle) / subscribers, bytes.
+    pub bytes_per_subscriber: f64,
+    /// CPU time spent from the first publish to the last delivery, µs.
+    pub cpu_us: u64,
+    /// `cpu_us` / deliveries.
+    pub cpu_us_per_delivery: f64,
+}
+
+/// The figures of one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct FanoutReport {
+    pub url: String,
+    pub publish_url: String,
+    pub subscribers: usize,
+    pub messages: u64,
+    pub publishers: usize,
+    /// Paced total rate, messages per second (`None` = closed loop).
+    pub rate: Option<f64>,
+    pub size: usize,
+    pub connect_secs: f64,
+    /// Messages the publishers got a 2xx answer for.
+    pub published: u64,
+    pub publish_errors: u64,
+    /// subscribers × messages.
+    pub expected: u64,
+    pub delivered: u64,
+    pub lost: u64,
+    pub duplicates: u64,
+    /// Deliveries with a lower sequence number than one already seen on the
+    /// same stream (only a fault with a single publisher).
+    pub out_of_order: u64,
+    /// Lines that were neither ours nor priming.
+    pub stray_lines: u64,
+    /// Subscriber streams that failed or ended during the run.
+    pub subscriber_errors: u64,
+    /// First publish to last publish answer, seconds.
+    pub publish_secs: f64,
+    /// First publish to last delivery, seconds.
+    pub delivery_secs: f64,
+    pub deliveries_per_sec: f64,
+    /// Offered deliveries per second when paced (rate × subscribers).
+    pub offered_per_sec: Option<f64>,
+    /// Publish-to-delivery latency.
+    pub latency: Latency,
+    /// Publish request round trip.
+    pub publish_rtt: Latency,
+    pub server: Option<ServerFigures>,
+    /// The first error any subscriber or publisher saw.
+    pub first_error: Option<String>,
+}
+
+impl FanoutReport {
+    /// Every message reached every subscriber exactly once, nothing failed.
+    pub fn passed(&self) -> bool {
+        self.lost == 0
+            && self.duplicates == 0
+            && self.subscriber_errors == 0
+            && self.publish_errors == 0
+    }
+}
+
+/// Counters shared by every subscriber thread and the coordinator.
+#[derive(Default)]
+struct Shared {
+    /// Subscribers connected with their request written.
+    requested: AtomicUsize,
+    /// Subscribers that saw a priming line.
+    primed: AtomicUsize,
+    /// New (non-duplicate) deliveries of this run's messages.
+    delivered: AtomicU64,
+    /// Subscribers that failed to connect or whose stream failed or ended.
+    failed: AtomicUsize,
+    first_error: Mutex<Option<String>>,
+}
+
+impl Shared {
+    fn fail(&self, what: String) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        let mut first = self.first_error.lock().expect("no panics while held");
+        if first.is_none() {
+            *first = Some(what);
+        }
+    }
+}
+
+/// What every subscriber of every thread needs to know.
+struct RunCtx {
+    addr: std::net::SocketAddr,
+    request: Vec<u8>,
+    nonce: [u8; 8],
+    prime_line: Vec<u8>,
+    messages: u64,
+    shared: Arc<Shared>,
+}
+
+/// One thread's state, shared by its subscriber tasks (`Rc`: they all run
+/// on this thread's runtime).
+struct Shard {
+    ctx: Arc<RunCtx>,
+    buf: RefCell<Box<[u8]>>,
+    hist: RefCell<Histogram<u64>>,
+    duplicates: Cell<u64>,
+    out_of_order: Cell<u64>,
+    stray: Cell<u64>,
+    last_delivery_ns: Cell<u64>,
+    connects: tokio::sync::Semaphore,
+}
+
+/// What a thread hands back when the run ends.
+struct ShardResult {
+    hist: Histogram<u64>,
+    duplicates: u64,
+    out_of_order: u64,
+    stray: u64,
+    last_delivery_ns: u64,
+}
+
+/// Runs one fan-out benchmark. Errors only when the run cannot start
+/// (bad URL, subscribers that do not connect); losses are in the report.
+pub async fn run(cfg: FanoutConfig) -> Result<FanoutReport, BenchError> {
+    validate(&cfg)?;
+    let sub_target = Target::parse(&cfg.url).await?;
+    let pub_target = match &cfg.publish_url {
+        Some(u) => Target::parse(u).await?,
+        None => sub_target.clone(),
+    };
+    let sources = target::sources(&sub_target.addr, cfg.sources);
+    let nonce_val = (now_ns() ^ ((std::process::id() as u64) << 24)) as u32;
+    let nonce: [u8; 8] = format!("{nonce_val:08x}")
+        .into_bytes()
+        .try_into()
+        .expect("8 hex digits");
+    let prime_msg = format!("prime_{}", String::from_utf8_lossy(&nonce));
+    let shared = Arc::new(Shared::default());
+    let ctx = Arc::new(RunCtx {
+        addr: sub_target.addr,
+        request: sub_target.get_request(),
+        nonce,
+        prime_line: prime_msg.clone().into_bytes(),
+        messages: cfg.messages,
+        shared: shared.clone(),
+    });
+
+    let peak_reset = probe::reset_peak(&cfg.server_pids) && !cfg.server_pids.is_empty();
+    let idle = probe::sample(&cfg.server_pids);
+
+    // Publishers connect first: they prime, and a refused publish URL is
+    // better found before ten thousand subscribers are up.
+    let mut publishers = Vec::with_capacity(cfg.publishers);
+    for i in 0..cfg.publishers {
+        let mut p = Publisher::new(&pub_target, sources[i % sources.len()], cfg.body);
+        p.connect().await.map_err(|e| {
+            BenchError::io(format!("publisher cannot connect to {}", pub_target.url), e)
+        })?;
+        publishers.push(p);
+    }
+
+    // 1. Subscribers.
+    let started = Instant::now();
+    let stop = CancellationToken::new();
+    let threads = cfg.threads.clamp(1, cfg.subscribers.max(1));
+    let per_thread_connects = (cfg.connect_concurrency / threads).max(1);
+    let mut handles = Vec::with_capacity(threads);
+    for t in 0..threads {
+        let plan: Vec<Option<IpAddr>> = (t..cfg.subscribers)
+            .step_by(threads)
+            .map(|i| sources[i % sources.len()])
+            .collect();
+        let ctx = ctx.clone();
+        let stop = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("fanout-sub-{t}"))
+            .spawn(move || shard_main(plan, ctx, stop, per_thread_connects))
+            .map_err(|e| BenchError::io("cannot start a subscriber thread", e))?;
+        handles.push(handle);
+    }
+    let abort = |stop: &CancellationToken, msg: String| {
+        stop.cancel();
+        BenchError::Setup(msg)
+    };
+    let first_error = |shared: &Shared| {
+        shared
+            .first_error
+            .lock()
+            .expect("no panics while held")
+            .clone()
+            .unwrap_or_default()
+    };
+    loop {
+        let requested = shared.requested.load(Ordering::Relaxed);
+        let failed = shared.failed.load(Ordering::Relaxed);
+        if failed > 0 {
+            return Err(abort(
+                &stop,
+                format!(
+                    "{failed} of {} subscribers failed: {}",
+                    cfg.subscribers,
+                    first_error(&shared)
+                ),
+            ));
+        }
+        if requested == cfg.subscribers {
+            break;
+        }
+        if started.elapsed() > cfg.connect_timeout {
+            return Err(abort(
+                &stop,
+                format!(
+                    "only {requested} of {} subscribers connected within {:?}",
+                    cfg.subscribers, cfg.connect_timeout
+                ),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // 2. Priming.
+    let mut prime_rtt = new_histogram();
+    loop {
+        if let Err(e) = publishers[0]
+            .publish(prime_msg.as_bytes(), &mut prime_rtt)
+            .await
+        {
+            return Err(abort(&stop, format!("priming publish failed: {e}")));
+        }
+        tokio::time::sleep(PRIME_EVERY).await;
+        let primed = shared.primed.load(Ordering::Relaxed);
+        let failed = shared.failed.load(Ordering::Relaxed);
+        if failed > 0 {
+            return Err(abort(
+                &stop,
+                format!(
+                    "{failed} subscribers failed while priming: {}",
+                    first_error(&shared)
+                ),
+            ));
+        }
+        if primed == cfg.subscribers {
+            break;
+        }
+        if started.elapsed() > cfg.connect_timeout {
+            return Err(abort(
+                &stop,
+                format!(
+                    "only {primed} of {} subscribers received the priming message within {:?}",
+                    cfg.subscribers, cfg.connect_timeout
+                ),
+            ));
+        }
+    }
+    let connect_secs = started.elapsed().as_secs_f64();
+    tokio::time::sleep(cfg.settle).await;
+    let connected = probe::sample(&cfg.server_pids);
+
+    // 3. Publishing.
+    let expected = cfg.subscribers as u64 * cfg.messages;
+    let next_seq = Arc::new(AtomicU64::new(0));
+    let t0_ns = now_ns();
+    let t0 = tokio::time::Instant::now();
+    let mut tasks = Vec::with_capacity(cfg.publishers);
+    for (j, mut p) in publishers.into_iter().enumerate() {
+        let next_seq = next_seq.clone();
+        let (messages, size, rate, nonce, publishers) =
+            (cfg.messages, cfg.size, cfg.rate, nonce, cfg.publishers);
+        tasks.push(tokio::spawn(async move {
+            let mut rtt = new_histogram();
+            let mut stats = PublishStats::default();
+            let mut msg = Vec::with_capacity(size.max(64));
+            match rate {
+                None => loop {
+                    let seq = next_seq.fetch_add(1, Ordering::Relaxed);
+                    if seq >= messages {
+                        break;
+                    }
+                    write_message(&mut msg, seq, now_ns(), &nonce, size);
+                    stats.note(p.publish(&msg, &mut rtt).await);
+                },
+                Some(rate) => {
+                    let mut seq = j as u64;
+                    while seq < messages {
+                        let due = t0 + Duration::from_secs_f64(seq as f64 / rate);
+                        tokio::time::sleep_until(due).await;
+                        write_message(&mut msg, seq, now_ns(), &nonce, size);
+                        stats.note(p.publish(&msg, &mut rtt).await);
+                        seq += publishers as u64;
+                    }
+                }
+            }
+            stats.last_answer_ns = now_ns();
+            (stats, rtt)
+        }));
+    }
+    let mut rtt = new_histogram();
+    let mut pstats = PublishStats::default();
+    for t in tasks {
+        let (s, h) = t
+            .await
+            .map_err(|e| BenchError::Setup(format!("publisher task failed: {e}")))?;
+        pstats.ok += s.ok;
+        pstats.errors += s.errors;
+        pstats.last_answer_ns = pstats.last_answer_ns.max(s.last_answer_ns);
+        if pstats.first_error.is_none() {
+            pstats.first_error = s.first_error;
+        }
+        rtt.add(&h).expect("same bounds");
+    }
+
+    // 4. Wait for the deliveries.
+    let mut last_seen = shared.delivered.load(Ordering::Relaxed);
+    let mut last_progress = Instant::now();
+    loop {
+        let d = shared.delivered.load(Ordering::Relaxed);
+        if d >= expected {
+            break;
+        }
+        if d != last_seen {
+            last_seen = d;
+            last_progress = Instant::now();
+        } else if last_progress.elapsed() > cfg.idle_timeout {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let end = probe::sample(&cfg.server_pids);
+    stop.cancel();
+
+    let mut hist = new_histogram();
+    let (mut duplicates, mut out_of_order, mut stray, mut last_delivery_ns) = (0, 0, 0, 0);
+    for h in handles {
+        let r = tokio::task::spawn_blocking(move || h.join())
+            .await
+            .map_err(|e| BenchError::Setup(format!("subscriber thread lost: {e}")))?
+            .map_err(|_| BenchError::Setup("subscriber thread panicked".into()))?;
+        hist.add(&r.hist).expect("same bounds");
+        duplicates += r.duplicates;
+        out_of_order += r.out_of_order;
+        stray += r.stray;
+        last_delivery_ns = last_delivery_ns.max(r.last_delivery_ns);
+    }
+    let delivered = shared.delivered.load(Ordering::Relaxed);
+    let delivery_secs = last_delivery_ns.saturating_sub(t0_ns) as f64 / 1e9;
+    let server = match (idle, connected, end) {
+        (Some(idle), Some(conn), Some(end)) => Some(server_figures(
+            idle,
+            conn,
+            end,
+            peak_reset,
+            cfg.subscribers,
+            delivered,
+        )),
+        _ => None,
+    };
+    let first_error = shared
+        .first_error
+        .lock()
+        .expect("no panics while held")
+        .clone()
+        .or(pstats.first_error.clone());
+    Ok(FanoutReport {
+        url: sub_target.url.clone(),
+        publish_url: pub_target.url.clone(),
+        subscribers: cfg.subscribers,
+        messages: cfg.messages,
+        publishers: cfg.publishers,
+        rate: cfg.rate,
+        size: cfg.size,
+        connect_secs,
+        published: pstats.ok,
+        publish_errors: pstats.errors,
+        expected,
+        delivered,
+        lost: expected.saturating_sub(delivered),
+        duplicates,
+        out_of_order,
+        stray_lines: stray,
+        subscriber_errors: shared.failed.load(Ordering::Relaxed) as u64,
+        publish_secs: pstats.last_answer_ns.saturating_sub(t0_ns) as f64 / 1e9,
+        delivery_secs,
+        deliveries_per_sec: if delivery_secs > 0.0 {
+            delivered as f64 / delivery_secs
+        } else {
+            0.0
+        },
+        offered_per_sec: cfg.rate.map(|r| r * cfg.subscribers as f64),
+        latency: Latency::from_histogram(&hist),
+        publish_rtt: Latency::from_histogram(&rtt),
+        server,
+        first_error,
+    })
+}
+
+fn validate(cfg: &FanoutConfig) -> Result<(), BenchError> {
+    let bad = |m: &str| Err(BenchError::BadParameter(m.to_string()));
+    if cfg.subscribers == 0 {
+        return bad("need at least one subscriber");
+    }
+    if cfg.messages == 0 {
+        return bad("need at least one message");
+    }
+    if cfg.publishers == 0 {
+        return bad("need at least one publisher");
+    }
+    if cfg.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+        return bad("rate must be a positive number of messages per second");
+    }
+    if cfg.subscribers as u64 * cfg.messages.div_ceil(8) > MAX_BITSET_BYTES {
+        return bad("subscribers × messages too large to track (1 GiB of bitsets)");
+    }
+    Ok(())
+}
+
+fn server_figures(
+    idle: ProcSample,
+    connected: ProcSample,
+    end: ProcSample,
+    peak_reset: bool,
+    subscribers: usize,
+    delivered: u64,
+) -> ServerFigures {
+    let cpu_us = end.cpu_us.saturating_sub(connected.cpu_us);
+    ServerFigures {
+        rss_idle_kib: idle.rss_kib,
+        rss_connected_kib: connected.rss_kib,
+        rss_peak_kib: end.hwm_kib,
+        peak_reset,
+        bytes_per_subscriber: (connected.rss_kib as f64 - idle.rss_kib as f64) * 1024.0
+            / subscribers as f64,
+        cpu_us,
+        cpu_us_per_delivery: if delivered > 0 {
+            cpu_us as f64 / delivered as f64
+        } else {
+            0.0
+        },
+    }
+}
+
+/// `{seq}_{ts_ns}_{nonce}_` then `x` up to `size` bytes.
+fn write_message(out: &mut Vec<u8>, seq: u64, ts_ns: u64, nonce: &[u8; 8], size: usize) {
+    use std::io::Write;
+    out.clear();
+    write!(out, "{seq}_{ts_ns}_").expect("writing to a Vec cannot fail");
+    out.extend_from_slice(nonce);
+    out.push(b'_');
+    if out.len() < size {
+        out.resize(size, b'x');
+    }
+}
+
+/// Reads `{seq}_{ts}_{nonce}` from a line; `None` if it is not one of ours.
+fn parse_message(line: &[u8], nonce: &[u8; 8]) -> Option<(u64, u64)> {
+    fn number(s: &[u8]) -> Option<(u64, &[u8])> {
+        let end = s.iter().position(|&b| b == b'_')?;
+        if end == 0 || end > 20 {
+            return None;
+        }
+        let mut v: u64 = 0;
+        for &b in &s[..end] {
+            if !b.is_ascii_digit() {
+                return None;
+            }
+            v = v.checked_mul(10)?.checked_add((b - b'0') as u64)?;
+        }
+        Some((v, &s[end + 1..]))
+    }
+    let (seq, rest) = number(line)?;
+    let (ts, rest) = number(rest)?;
+    (rest.len() >= 8 && &rest[..8] == nonce).then_some((seq, ts))
+}
+
+/// Per-subscriber state: everything a connection keeps between reads.
+struct SubState {
+    decoder: Option<BodyDecoder>,
+    head: Vec<u8>,
+    lines: LineSplitter,
+    seen: Box<[u64]>,
+    /// Highest sequence number seen + 1 (0 = none yet).
+    high: u64,
+    primed: bool,
+}
+
+fn shard_main(
+    plan: Vec<Option<IpAddr>>,
+    ctx: Arc<RunCtx>,
+    stop: CancellationToken,
+    connects: usize,
+) -> ShardResult {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime builds");
+    let shard = Rc::new(Shard {
+        ctx,
+        buf: RefCell::new(vec![0u8; READ_BUF].into_boxed_slice()),
+        hist: RefCell::new(new_histogram()),
+        duplicates: Cell::new(0),
+        out_of_order: Cell::new(0),
+        stray: Cell::new(0),
+        last_delivery_ns: Cell::new(0),
+        connects: tokio::sync::Semaphore::new(connects),
+    });
+    let local = tokio::task::LocalSet::new();
+    for source in plan {
+        local.spawn_local(subscriber(source, shard.clone()));
+    }
+    local.block_on(&rt, stop.cancelled());
+    // Dropping the LocalSet drops every subscriber task and closes sockets.
+    drop(local);
+    let result = ShardResult {
+        hist: shard.hist.borrow().clone(),
+        duplicates: shard.duplicates.get(),
+        out_of_order: shard.out_of_order.get(),
+        stray: shard.stray.get(),
+        last_delivery_ns: shard.last_delivery_ns.get(),
+    };
+    result
+}
+
+async fn subscriber(source: Option<IpAddr>, shard: Rc<Shard>) {
+    let ctx = shard.ctx.clone();
+    let shared = &ctx.shared;
+    let permit = shard.connects.acquire().await.expect("never closed");
+    let mut stream = match target::connect(ctx.addr, source).await {
+        Ok(s) => s,
+        Err(e) => return shared.fail(format!("subscriber connect: {e}")),
+    };
+    if let Err(e) = stream.write_all(&ctx.request).await {
+        return shared.fail(format!("subscriber request: {e}"));
+    }
+    drop(permit);
+    shared.requested.fetch_add(1, Ordering::Relaxed);
+    let mut st = SubState {
+        decoder: None,
+        head: Vec::new(),
+        lines: LineSplitter::default(),
+        seen: vec![0u64; ctx.messages.div_ceil(64) as usize].into_boxed_slice(),
+        high: 0,
+        primed: false,
+    };
+    loop {
+        if let Err(e) = stream.readable().await {
+            return shared.fail(format!("subscriber read: {e}"));
+        }
+        let mut buf = shard.buf.borrow_mut();
+        match stream.try_read(&mut buf) {
+            Ok(0) => return shared.fail("subscriber stream ended by the server".into()),
+            Ok(n) => {
+                if let Err(e) = on_bytes(&shard, &mut st, &buf[..n]) {
+                    return shared.fail(format!("subscriber stream: {e}"));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return shared.fail(format!("subscriber read: {e}")),
+        }
+    }
+}
+
+/// Handles one read's worth of bytes for one subscriber.
+fn on_bytes(shard: &Shard, st: &mut SubState, data: &[u8]) -> Result<(), String> {
+    if st.decoder.is_none() {
+        st.head.extend_from_slice(data);
+        let Some(head) = parse_head(&st.head).map_err(|e| e.to_string())? else {
+            return Ok(());
+        };
+        if head.status != 200 {
+            let body = String::from_utf8_lossy(&st.head[head.len..]);
+            return Err(format!("status {}: {}", head.status, body.trim()));
+        }
+        // The rest of this read is body: reparse it below from the head
+        // buffer, then drop the buffer.
+        let head_buf = std::mem::take(&mut st.head);
+        st.decoder = Some(BodyDecoder::new(head.framing));
+        return on_body(shard, st, &head_buf[head.len..]);
+    }
+    on_body(shard, st, data)
+}
+
+fn on_body(shard: &Shard, st: &mut SubState, data: &[u8]) -> Result<(), String> {
+    let ctx = &shard.ctx;
+    let now = now_ns();
+    let mut hist = shard.hist.borrow_mut();
+    let (mut new, mut dup, mut ooo, mut stray) = (0u64, 0u64, 0u64, 0u64);
+    let mut err: Option<String> = None;
+    let SubState {
+        decoder,
+        lines,
+        seen,
+        high,
+        primed,
+        ..
+    } = st;
+    let decoder = decoder.as_mut().expect("set once the head is parsed");
+    decoder
+        .feed(data, |chunk| {
+            if err.is_some() {
+                return;
+            }
+            let r = lines.feed(chunk, MAX_LINE, |line| {
+                if let Some((seq, ts)) = parse_message(line, &ctx.nonce) {
+                    if seq >= ctx.messages {
+                        stray += 1;
+                        return;
+                    }
+                    let (w, bit) = ((seq / 64) as usize, 1u64 << (seq % 64));
+                    if seen[w] & bit != 0 {
+                        dup += 1;
+                        return;
+                    }
+                    seen[w] |= bit;
+                    new += 1;
+                    if seq + 1 < *high {
+                        ooo += 1;
+                    }
+                    *high = (*high).max(seq + 1);
+                    hist.saturating_record((now.saturating_sub(ts) / 1000).max(1));
+                } else if line == ctx.prime_line.as_slice() {
+                    if !*primed {
+                        *primed = true;
+                        ctx.shared.primed.fetch_add(1, Ordering::Relaxed);
+                    }
+                } else {
+                    stray += 1;
+                }
+            });
+            if let Err(e) = r {
+                err = Some(e.to_string());
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    if let Some(e) = err {
+        return Err(e);
+    }
+    if new > 0 {
+        ctx.shared.delivered.fetch_add(new, Ordering::Relaxed);
+        shard.last_delivery_ns.set(now);
+    }
+    if dup > 0 {
+        shard.duplicates.set(shard.duplicates.get() + dup);
+    }
+    if ooo > 0 {
+        shard.out_of_order.set(shard.out_of_order.get() + ooo);
+    }
+    if stray > 0 {
+        shard.stray.set(shard.stray.get() + stray);
+    }
+    if decoder.is_done() {
+        return Err("response body ended".into());
+    }
+    Ok(())
+}
+
+#[derive(Default)]
+struct PublishStats {
+    ok: u64,
+    errors: u64,
+    last_answer_ns: u64,
+    first_error: Option<String>,
+}
+
+impl PublishStats {
+    fn note(&mut self, r: Result<(), String>) {
+        match r {
+            Ok(()) => self.ok += 1,
+            Err(e) => {
+                self.errors += 1;
+                if self.first_error.is_none() {
+                    self.first_error = Some(format!("publish: {e}"));
+                }
+            }
+        }
+    }
+}
+
+/// One publishing connection (hyper's HTTP/1.1 client on a raw socket:
+/// publish rates are thousands a second, not millions, so a full client is
+/// affordable here and copes with any server's answer framing).
+struct Publisher {
+    target: Target,
+    source: Option<IpAddr>,
+    body: bool,
+    sender: Option<SendRequest<Full<Bytes>>>,
+}
+
+impl Publisher {
+    fn new(target: &Target, source: Option<IpAddr>, body: bool) -> Publisher {
+        Publisher {
+            target: target.clone(),
+            source,
+            body,
+            sender: None,
+        }
+    }
+
+    async fn connect(&mut self) -> std::io::Result<()> {
+        let stream = target::connect(self.target.addr, self.source).await?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(std::io::Error::other)?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        self.sender = Some(sender);
+        Ok(())
+    }
+
+    /// Publishes `msg` and waits for the answer; retries once on a fresh
+    /// connection if the old one was closed under us.
+    async fn publish(&mut self, msg: &[u8], rtt: &mut Histogram<u64>) -> Result<(), String> {
+        let msg = Bytes::copy_from_slice(msg);
+        let mut last_err = String::new();
+        for _attempt in 0..2 {
+            if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
+                if let Err(e) = self.connect().await {
+                    last_err = format!("connect: {e}");
+                    continue;
+                }
+            }
+            let req = self.request(&msg);
+            let sender = self.sender.as_mut().expect("connected above");
+            if sender.ready().await.is_err() {
+                self.sender = None;
+                continue;
+            }
+            let sent = Instant::now();
+            match sender.send_request(req).await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    let body = resp.into_body().collect().await;
+                    rtt.saturating_record((sent.elapsed().as_micros() as u64).max(1));
+                    return match body {
+                        Ok(_) if status.is_success() => Ok(()),
+                        Ok(b) => Err(format!(
+                            "status {}: {}",
+                            status.as_u16(),
+                            String::from_utf8_lossy(&b.to_bytes()).trim()
+                        )),
+                        Err(e) => Err(format!("reading the answer: {e}")),
+                    };
+                }
+                Err(e) => {
+                    last_err = e.to_string();
+                    self.sender = None;
+                }
+            }
+        }
+        Err(last_err)
+    }
+
+    fn request(&self, msg: &Bytes) -> hyper::Request<Full<Bytes>> {
+        let path = &self.target.path_and_query;
+        let (uri, body) = if self.body {
+            (path.clone(), msg.clone())
+        } else {
+            let sep = if path.contains('?') { '&' } else { '?' };
+            let text = std::str::from_utf8(msg).expect("messages are ASCII");
+            (format!("{path}{sep}msg={text}"), Bytes::new())
+        };
+        hyper::Request::post(uri)
+            .header(hyper::header::HOST, &self.target.authority)
+            .header(hyper::header::CONTENT_TYPE, "text/plain")
+            .body(Full::new(body))
+            .expect("static parts are valid")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_round_trip_and_padding() {
+        let nonce = *b"0badf00d";
+        let mut m = Vec::new();
+        write_message(&mut m, 42, 1_700_000_000_123_456_789, &nonce, 64);
+        assert_eq!(m.len(), 64);
+        assert!(m.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_'));
+        assert_eq!(
+            parse_message(&m, &nonce),
+            Some((42, 1_700_000_000_123_456_789))
+        );
+        assert_eq!(parse_message(&m, b"00000000"), None);
+        write_message(&mut m, 7, 9, &nonce, 0);
+        assert_eq!(m, b"7_9_0badf00d_");
+        assert_eq!(parse_message(b"prime_0badf00d", &nonce), None);
+        assert_eq!(parse_message(b"hello", &nonce), None);
+    }
+}
