@@ -1,0 +1,272 @@
+//! The client against real servers: order, bounded concurrency, retries,
+//! timeouts, and the timing shape (N requests of delay d take about d
+//! concurrently and about N·d one at a time).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use animals::{Client, ClientConfig, Config, Error};
+use axum::extract::Path;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use futures::StreamExt;
+
+use crate::support::{farm, farm_with, serve};
+
+fn client(addr: std::net::SocketAddr, tweak: impl FnOnce(&mut ClientConfig)) -> Client {
+    let mut config = ClientConfig {
+        base: format!("http://{addr}/animals"),
+        timeout: Duration::from_secs(10),
+        backoff: Duration::from_millis(1),
+        max_backoff: Duration::from_millis(10),
+        ..ClientConfig::default()
+    };
+    tweak(&mut config);
+    Client::new(config).unwrap()
+}
+
+fn names(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// A server whose animals take as long as their name says: `/animals/300`
+/// answers `300` after 300 ms.
+async fn timed_server() -> std::net::SocketAddr {
+    let router = axum::Router::new().route(
+        "/animals/{ms}",
+        get(|Path(ms): Path<u64>| async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            ms.to_string()
+        }),
+    );
+    serve(router).await
+}
+
+#[tokio::test]
+async fn outcomes_come_in_input_order_each_as_soon_as_possible() {
+    let addr = timed_server().await;
+    let c = client(addr, |_| {});
+    let start = Instant::now();
+    let mut stream = Box::pin(c.speak(names(&["0", "600", "0", "300", "0"])));
+
+    // The first is ready at once, although later ones are still running.
+    let first = stream.next().await.unwrap();
+    assert_eq!((first.index, first.result.unwrap()), (0, "0".to_string()));
+    assert!(
+        start.elapsed() < Duration::from_millis(400),
+        "{:?}",
+        start.elapsed()
+    );
+
+    // The rest arrive in input order even though "0" and "300" finished
+    // before "600".
+    let rest: Vec<_> = stream.collect().await;
+    let got: Vec<_> = rest
+        .iter()
+        .map(|o| (o.index, o.result.as_ref().unwrap().clone()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (1, "600".into()),
+            (2, "0".into()),
+            (3, "300".into()),
+            (4, "0".into())
+        ]
+    );
+    // All ran together: about the slowest, not the sum.
+    assert!(
+        start.elapsed() < Duration::from_millis(850),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn concurrency_is_bounded() {
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let (f, p) = (in_flight.clone(), peak.clone());
+    let router = axum::Router::new().route(
+        "/animals/{name}",
+        get(move || {
+            let (f, p) = (f.clone(), p.clone());
+            async move {
+                let now = f.fetch_add(1, Ordering::SeqCst) + 1;
+                p.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                f.fetch_sub(1, Ordering::SeqCst);
+                "ok"
+            }
+        }),
+    );
+    let addr = serve(router).await;
+    let c = client(addr, |c| c.concurrency = 4);
+    let outcomes: Vec<_> = c.speak((0..20).map(|i| i.to_string())).collect().await;
+    assert!(outcomes.iter().all(|o| o.result.is_ok()));
+    assert_eq!(peak.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test]
+async fn concurrent_takes_about_one_delay_sequential_about_n() {
+    let delay = Duration::from_millis(200);
+    let addr = farm(delay).await;
+    let list = names(&["cow", "pig", "chicken", "duck", "dog"]);
+
+    let start = Instant::now();
+    let all: Vec<_> = client(addr, |_| {}).speak(list.clone()).collect().await;
+    let concurrent = start.elapsed();
+    assert!(all.iter().all(|o| o.result.is_ok()));
+    assert!(concurrent >= delay);
+    assert!(concurrent < delay * 3, "concurrent took {concurrent:?}");
+
+    let start = Instant::now();
+    let all: Vec<_> = client(addr, |c| c.concurrency = 1)
+        .speak(list)
+        .collect()
+        .await;
+    let sequential = start.elapsed();
+    assert_eq!(all[2].line().unwrap(), "The chicken says \"Cluck!\".");
+    assert!(sequential >= delay * 5, "sequential took {sequential:?}");
+    assert!(sequential < delay * 10, "sequential took {sequential:?}");
+}
+
+#[tokio::test]
+async fn a_404_fails_that_animal_once_and_the_others_still_answer() {
+    let addr = farm(Duration::ZERO).await;
+    let all: Vec<_> = client(addr, |_| {})
+        .speak(names(&["cow", "unicorn", "pig"]))
+        .collect()
+        .await;
+    assert_eq!(all[0].line().unwrap(), "The cow says \"Moo!\".");
+    assert_eq!(all[2].line().unwrap(), "The pig says \"Oink!\".");
+    assert_eq!(all[1].attempts, 1, "a 404 is not retried");
+    match &all[1].result {
+        Err(Error::Status { status: 404, body }) => {
+            assert_eq!(body, "The animal unicorn was not found.")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A server that answers `503` (with `Retry-After: {retry_after}`) to the
+/// first `failures` requests, then `Moo!`.
+async fn flaky_server(
+    failures: usize,
+    retry_after: &'static str,
+) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h = hits.clone();
+    let router = axum::Router::new().route(
+        "/animals/{name}",
+        get(move || {
+            let h = h.clone();
+            async move {
+                if h.fetch_add(1, Ordering::SeqCst) < failures {
+                    let mut headers = HeaderMap::new();
+                    headers.insert("retry-after", retry_after.parse().unwrap());
+                    (StatusCode::SERVICE_UNAVAILABLE, headers, "busy").into_response()
+                } else {
+                    "Moo!".into_response()
+                }
+            }
+        }),
+    );
+    (serve(router).await, hits)
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_until_success() {
+    let (addr, hits) = flaky_server(2, "0").await;
+    let o = client(addr, |c| c.retries = 2).ask(0, "cow".into()).await;
+    assert_eq!(o.result.unwrap(), "Moo!");
+    assert_eq!(o.attempts, 3);
+    assert_eq!(hits.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn retries_run_out_with_the_last_status_and_body() {
+    let (addr, _) = flaky_server(10, "0").await;
+    let o = client(addr, |c| c.retries = 1).ask(0, "cow".into()).await;
+    assert_eq!(o.attempts, 2);
+    match o.result {
+        Err(Error::Status { status: 503, body }) => assert_eq!(body, "busy"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn retry_after_sets_the_minimum_wait() {
+    let (addr, _) = flaky_server(1, "1").await;
+    let o = client(addr, |c| c.retries = 1).ask(0, "cow".into()).await;
+    assert_eq!(o.result.unwrap(), "Moo!");
+    assert!(o.elapsed >= Duration::from_secs(1), "{:?}", o.elapsed);
+    assert!(o.elapsed < Duration::from_secs(3), "{:?}", o.elapsed);
+}
+
+#[tokio::test]
+async fn the_farms_fault_injection_is_survived_with_retries() {
+    let addr = farm_with(Config {
+        delay: Duration::ZERO,
+        error_rate: 0.5,
+        retry_after_secs: 0,
+        ..Config::default()
+    })
+    .await;
+    let all: Vec<_> = client(addr, |c| c.retries = 30)
+        .speak((0..20).map(|_| "cow".to_string()))
+        .collect()
+        .await;
+    assert!(all.iter().all(|o| o.result.is_ok()));
+    assert!(
+        all.iter().any(|o| o.attempts > 1),
+        "no retry happened at a 50% error rate"
+    );
+}
+
+#[tokio::test]
+async fn connect_errors_are_retried_then_reported() {
+    // A port that was just free: nothing listens there.
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let o = client(addr, |c| c.retries = 2).ask(0, "cow".into()).await;
+    assert_eq!(o.attempts, 3);
+    assert!(
+        matches!(o.result, Err(Error::Transport(_))),
+        "{:?}",
+        o.result
+    );
+}
+
+#[tokio::test]
+async fn a_slow_answer_times_out_and_is_not_retried() {
+    let addr = farm(Duration::from_secs(5)).await;
+    let start = Instant::now();
+    let o = client(addr, |c| {
+        c.timeout = Duration::from_millis(200);
+        c.retries = 3;
+    })
+    .ask(0, "cow".into())
+    .await;
+    assert!(matches!(o.result, Err(Error::Timeout(_))), "{:?}", o.result);
+    assert_eq!(o.attempts, 1);
+    assert!(start.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn http2_prior_knowledge_shares_one_connection() {
+    // axum::serve speaks h2c too; a hundred requests ride one connection.
+    let addr = farm(Duration::from_millis(100)).await;
+    let c = client(addr, |c| c.http2_prior_knowledge = true);
+    let all: Vec<_> = c
+        .speak((0..100).map(|_| "duck".to_string()))
+        .collect()
+        .await;
+    assert!(all
+        .iter()
+        .all(|o| o.result.as_deref().ok() == Some("Quack!")));
+}
