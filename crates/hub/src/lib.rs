@@ -12,15 +12,29 @@
 //! - `topic.rs`: live delivery in this process: per-topic rings of shared
 //!   messages, subscriber cursors, pattern subscriptions, lag detection.
 //! - `transport/`: raw, SSE, NDJSON and WebSocket encodings.
+//! - `subscriber.rs`: one subscriber's life (history, batches, heartbeats,
+//!   lag, shutdown), shared by every transport.
+//! - `hub.rs`: `Hub` (config, publish, open a subscription with history).
+//! - `server.rs`: the HTTP routes; `auth.rs` (JWT), `limit.rs` (rate),
+//!   `error.rs` (status codes).
 //!
 //! A publish: handler -> `Store::append` (id, history) -> `Broker::committed`
 //! -> `Fanout::deliver` (rings) -> each subscriber task wakes, takes all new
 //! messages since its cursor, and writes them in one go.
 
+pub mod auth;
 pub mod broker;
+pub mod error;
+pub mod hub;
+pub mod limit;
 pub mod message;
+pub mod server;
 pub mod store;
+pub mod subscriber;
 pub mod topic;
 pub mod transport;
 
+pub use error::HubError;
+pub use hub::{Backend, Config, Hub};
 pub use message::{Message, MessageId, TopicName};
+pub use server::router;

@@ -3,13 +3,77 @@
 //! calls `build` once at start and merges what it returns.)
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
+use super::ConfigError;
+
 /// Flags of the pub/sub hub.
 #[derive(Debug, Args)]
-pub struct HubArgs {}
+pub struct HubArgs {
+    /// Messages of history kept per topic, for `?since=` and
+    /// `Last-Event-ID` resumes (0 keeps none).
+    #[arg(long, default_value_t = 1000, env = "COOP_HISTORY")]
+    pub history: usize,
+
+    /// Drop history older than this (`90s`, `1h`); by default history is
+    /// kept by count only.
+    #[arg(long, value_parser = parse_duration, env = "COOP_HISTORY_TTL")]
+    pub history_ttl: Option<Duration>,
+
+    /// Largest message, in bytes (a larger publish gets `413`).
+    #[arg(long, default_value_t = 64 * 1024, env = "COOP_MAX_MESSAGE")]
+    pub max_message: usize,
+
+    /// How many messages a subscriber may fall behind before it is
+    /// disconnected (with a notice naming the last id it got). Each topic
+    /// keeps this many recent messages, shared by all its subscribers.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(16..=1_000_000), env = "COOP_BUFFER")]
+    pub buffer: u64,
+
+    /// Most concurrent subscribers; more get `503`.
+    #[arg(long, default_value_t = 100_000, env = "COOP_MAX_SUBSCRIBERS")]
+    pub max_subscribers: usize,
+
+    /// Most topics held at once; a publish to a new topic past it gets `503`.
+    #[arg(long, default_value_t = 100_000, env = "COOP_MAX_TOPICS")]
+    pub max_topics: usize,
+
+    /// Publishes per second allowed per client address (`429` with
+    /// `Retry-After` past it); unlimited by default.
+    #[arg(long, env = "COOP_PUBLISH_RATE")]
+    pub publish_rate: Option<f64>,
+
+    /// Publishes a client may burst above `--publish-rate`.
+    #[arg(long, default_value_t = 10, env = "COOP_PUBLISH_BURST")]
+    pub publish_burst: u32,
+
+    /// Interval of SSE heartbeat comments, NDJSON empty lines and
+    /// WebSocket pings on idle streams.
+    #[arg(long, default_value = "15s", value_parser = parse_duration, env = "COOP_HEARTBEAT")]
+    pub heartbeat: Duration,
+
+    /// Close a subscription that received no message for this long
+    /// (heartbeats do not count); never by default.
+    #[arg(long, value_parser = parse_duration, env = "COOP_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<Duration>,
+
+    /// Enable access control: HS256 secret of the JWTs whose `coop.publish`
+    /// and `coop.subscribe` claims list the topic patterns allowed.
+    #[arg(long, env = "COOP_AUTH_SECRET", hide_env_values = true)]
+    pub auth_secret: Option<String>,
+
+    /// Origin allowed to use the hub from a browser (repeat, or `*`).
+    #[arg(long = "cors-origin", env = "COOP_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{e} (expected a duration with a unit, like 250ms or 5s)"))
+}
 
 /// What the hub hands to `serve.rs`.
 pub struct HubParts {
@@ -21,12 +85,52 @@ pub struct HubParts {
     pub health: Arc<dyn Fn() -> Result<(), String> + Send + Sync>,
 }
 
+impl HubArgs {
+    /// Checks the flags into the hub's configuration.
+    pub fn config(&self) -> Result<hub::Config, ConfigError> {
+        if self.max_message == 0 {
+            return Err(ConfigError("--max-message must be at least 1".into()));
+        }
+        if let Some(rate) = self.publish_rate {
+            if !(rate.is_finite() && rate > 0.0) {
+                return Err(ConfigError(format!(
+                    "--publish-rate {rate} must be a positive number of publishes per second"
+                )));
+            }
+        }
+        if self.heartbeat.is_zero() {
+            return Err(ConfigError("--heartbeat must be more than zero".into()));
+        }
+        if matches!(&self.auth_secret, Some(s) if s.is_empty()) {
+            return Err(ConfigError("--auth-secret is empty".into()));
+        }
+        Ok(hub::Config {
+            retention: hub::store::Retention {
+                max_count: self.history,
+                max_age: self.history_ttl,
+            },
+            buffer: self.buffer as usize,
+            max_message: self.max_message,
+            max_subscribers: self.max_subscribers,
+            max_topics: self.max_topics,
+            publish_rate: self.publish_rate.map(|r| (r, self.publish_burst)),
+            heartbeat: self.heartbeat,
+            idle_timeout: self.idle_timeout,
+            auth_secret: self.auth_secret.clone(),
+            cors_origins: self.cors_origins.clone(),
+            ..hub::Config::default()
+        })
+    }
+}
+
 /// Builds the hub from its flags. `shutdown` is cancelled on SIGINT/SIGTERM;
-/// long-lived streams must watch it and end themselves.
+/// long-lived streams watch it and end themselves.
 pub async fn build(args: &HubArgs, shutdown: CancellationToken) -> anyhow::Result<HubParts> {
-    let _ = (args, shutdown);
+    let config = args.config()?;
+    let hub = hub::Hub::new(config, shutdown);
+    let health_hub = hub.clone();
     Ok(HubParts {
-        router: axum::Router::new(),
-        health: Arc::new(|| Ok(())),
+        router: hub::router(hub),
+        health: Arc::new(move || health_hub.health()),
     })
 }

@@ -1,0 +1,73 @@
+//! The hub's error type and how each variant answers over HTTP: the right
+//! status and a one-line reason as the body.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+/// Everything a hub request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    /// Malformed request: bad topic name, bad `since`, bad format (`400`).
+    #[error("{0}")]
+    BadRequest(String),
+    /// No or invalid token (`401`).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Valid token that does not cover the topic (`403`).
+    #[error("{0}")]
+    Forbidden(String),
+    /// Not found (`404`).
+    #[error("{0}")]
+    NotFound(String),
+    /// Message larger than `--max-message` (`413`).
+    #[error("message larger than {0} bytes")]
+    TooLarge(usize),
+    /// Publishing too fast (`429` with `Retry-After` in whole seconds).
+    #[error("publishing too fast: retry in {0} s")]
+    RateLimited(u64),
+    /// Backend unavailable, limits reached, shutting down (`503`).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl HubError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            HubError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            HubError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            HubError::Forbidden(_) => StatusCode::FORBIDDEN,
+            HubError::NotFound(_) => StatusCode::NOT_FOUND,
+            HubError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            HubError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            HubError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+impl IntoResponse for HubError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::warn!(error = %self, "hub request failed");
+        }
+        let mut resp = (status, format!("{self}\n")).into_response();
+        let headers = resp.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        match &self {
+            HubError::RateLimited(secs) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*secs));
+            }
+            HubError::Unavailable(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            HubError::Unauthorized(_) => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
+        }
+        resp
+    }
+}

@@ -1,0 +1,438 @@
+//! The hub itself: configuration, the backend (store + broker) and the two
+//! operations everything else is built on, [`Hub::publish`] and
+//! [`Hub::open`] (a subscription with its history already read).
+//!
+//! `Hub` is a cheap `Clone` handle around `Arc<Inner>`. A background task
+//! applies age retention every second; it stops when the shutdown token is
+//! cancelled or the last handle drops.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Auth;
+use crate::broker::local::LocalBroker;
+use crate::broker::{Broker, Fanout};
+use crate::error::HubError;
+use crate::limit::RateLimiter;
+use crate::message::{Message, MessageId, TopicName};
+use crate::store::memory::MemoryStore;
+use crate::store::{Retention, Store, StoreError};
+use crate::topic::{Pattern, Subscription};
+
+/// Everything configurable about the hub (the binary maps flags onto it).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// History kept per topic (`--history`, `--history-ttl`).
+    pub retention: Retention,
+    /// Messages each topic's ring keeps for live delivery: how far a
+    /// subscriber may fall behind before it is cut off (`--buffer`).
+    pub buffer: usize,
+    /// Largest message in bytes (`--max-message`); larger is `413`.
+    pub max_message: usize,
+    /// Most concurrent subscribers (`--max-subscribers`); more get `503`.
+    pub max_subscribers: usize,
+    /// Most topics held (`--max-topics`); a publish to a new one past it
+    /// gets `503`.
+    pub max_topics: usize,
+    /// Publishes per second per client address, and burst (`--publish-rate`,
+    /// `--publish-burst`); `None` is unlimited.
+    pub publish_rate: Option<(f64, u32)>,
+    /// SSE comment / NDJSON empty line / WebSocket ping interval.
+    pub heartbeat: Duration,
+    /// End a subscription that has received nothing for this long
+    /// (`--idle-timeout`); heartbeats do not count. `None`: never.
+    pub idle_timeout: Option<Duration>,
+    /// HS256 secret enabling access control (`--auth-secret`).
+    pub auth_secret: Option<String>,
+    /// Origins allowed by CORS (`--cors-origin`, `*` for any); empty: no
+    /// CORS headers.
+    pub cors_origins: Vec<String>,
+    /// `retry:` sent to SSE clients at shutdown, in milliseconds.
+    pub shutdown_retry_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            retention: Retention::default(),
+            buffer: 4096,
+            max_message: 64 * 1024,
+            max_subscribers: 100_000,
+            max_topics: 100_000,
+            publish_rate: None,
+            heartbeat: Duration::from_secs(15),
+            idle_timeout: None,
+            auth_secret: None,
+            cors_origins: Vec::new(),
+            shutdown_retry_ms: 1000,
+        }
+    }
+}
+
+/// A store and the broker it commits to, built against the hub's fan-out.
+pub struct Backend {
+    pub store: Arc<dyn Store>,
+    pub broker: Arc<dyn Broker>,
+}
+
+impl Backend {
+    /// The default: history in memory, delivery in process.
+    pub fn memory(config: &Config, fanout: Fanout) -> Backend {
+        let broker: Arc<dyn Broker> = Arc::new(LocalBroker::new(fanout));
+        let store = Arc::new(MemoryStore::new(
+            config.retention,
+            config.max_topics,
+            broker.clone(),
+        ));
+        Backend { store, broker }
+    }
+}
+
+/// Handle on the hub.
+#[derive(Clone)]
+pub struct Hub {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    pub broker: Arc<dyn Broker>,
+    pub fanout: Fanout,
+    pub shutdown: CancellationToken,
+    pub auth: Option<Auth>,
+    pub limiter: Option<RateLimiter>,
+    /// Subscribers connected now (for `--max-subscribers`).
+    pub subscribers: AtomicUsize,
+    pub metrics: Metrics,
+}
+
+/// Metric handles, registered once (the facade's macros look names up).
+pub(crate) struct Metrics {
+    pub publishes: metrics::Counter,
+    pub deliveries: metrics::Counter,
+    pub slow_disconnects: metrics::Counter,
+    pub latency: metrics::Histogram,
+}
+
+/// A subscription request, validated.
+#[derive(Debug, Clone, Default)]
+pub struct Spec {
+    pub topics: Vec<TopicName>,
+    pub patterns: Vec<Pattern>,
+}
+
+impl Spec {
+    /// Parses `a,b,farm.*`: names and patterns separated by commas.
+    pub fn parse(spec: &str) -> Result<Spec, String> {
+        let mut out = Spec::default();
+        for part in spec.split(',') {
+            if part.contains('*') {
+                let p = Pattern::new(part)?;
+                if !out.patterns.contains(&p) {
+                    out.patterns.push(p);
+                }
+            } else {
+                let t = TopicName::new(part)?;
+                if !out.topics.contains(&t) {
+                    out.topics.push(t);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every name and pattern, as text (for auth checks).
+    pub fn parts(&self) -> impl Iterator<Item = &str> {
+        self.topics
+            .iter()
+            .map(TopicName::as_str)
+            .chain(self.patterns.iter().map(Pattern::as_str))
+    }
+
+    fn wants(&self, topic: &TopicName) -> bool {
+        self.topics.contains(topic) || self.patterns.iter().any(|p| p.matches(topic.as_str()))
+    }
+}
+
+/// Where a subscriber starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Since {
+    /// Only messages published from now on.
+    Live,
+    /// Everything the history holds, then live.
+    All,
+    /// Messages after this id (from history), then live.
+    After(MessageId),
+}
+
+impl Since {
+    /// Parses `all` or a decimal id.
+    pub fn parse(s: &str) -> Result<Since, String> {
+        match s.trim() {
+            "all" | "0" => Ok(Since::All),
+            other => other
+                .parse()
+                .map(Since::After)
+                .map_err(|_| format!("bad since {other:?}: expected a message id or \"all\"")),
+        }
+    }
+}
+
+/// A gap in a resumed subscription: ids of `topic` after `after` up to
+/// `dropped_through` are no longer held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gap {
+    pub topic: TopicName,
+    pub after: MessageId,
+    pub dropped_through: MessageId,
+}
+
+/// A subscription with its history read: send `gaps`, then `history`,
+/// then live messages from `live`.
+pub struct Opened {
+    pub gaps: Vec<Gap>,
+    pub history: Vec<Arc<Message>>,
+    pub live: Subscription,
+    /// Holds the subscriber's slot; releases it on drop.
+    pub slot: Slot,
+}
+
+/// One of `--max-subscribers` slots, released on drop.
+pub struct Slot(Weak<Inner>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(inner) = self.0.upgrade() {
+            inner.subscribers.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Hub {
+    /// A hub with the in-memory backend.
+    pub fn new(config: Config, shutdown: CancellationToken) -> Hub {
+        Hub::with_backend(config, shutdown, Backend::memory)
+    }
+
+    /// A hub whose backend is built by `backend` against its fan-out (the
+    /// SQLite or Redis modes pass their own constructor).
+    pub fn with_backend(
+        config: Config,
+        shutdown: CancellationToken,
+        backend: impl FnOnce(&Config, Fanout) -> Backend,
+    ) -> Hub {
+        let fanout = Fanout::new(config.buffer);
+        let Backend { store, broker } = backend(&config, fanout.clone());
+        let auth = config
+            .auth_secret
+            .as_deref()
+            .map(|s| Auth::new(s.as_bytes()));
+        let limiter = config.publish_rate.map(|(r, b)| RateLimiter::new(r, b));
+        let metrics = Metrics {
+            publishes: metrics::counter!("hub_publishes_total"),
+            deliveries: metrics::counter!("hub_deliveries_total"),
+            slow_disconnects: metrics::counter!("hub_slow_disconnects_total"),
+            latency: metrics::histogram!("hub_publish_to_delivery_duration_seconds"),
+        };
+        let inner = Arc::new(Inner {
+            config,
+            store,
+            broker,
+            fanout,
+            shutdown: shutdown.clone(),
+            auth,
+            limiter,
+            subscribers: AtomicUsize::new(0),
+            metrics,
+        });
+        let weak = Arc::downgrade(&inner);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                let Some(inner) = weak.upgrade() else { return };
+                if let Err(err) = inner.store.prune().await {
+                    tracing::warn!(%err, "history pruning failed");
+                }
+            }
+        });
+        Hub { inner }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    pub fn fanout(&self) -> &Fanout {
+        &self.inner.fanout
+    }
+
+    /// The shutdown token streams watch.
+    pub fn shutdown(&self) -> &CancellationToken {
+        &self.inner.shutdown
+    }
+
+    /// Subscribers connected now.
+    pub fn subscriber_count(&self) -> usize {
+        self.inner.subscribers.load(Ordering::Acquire)
+    }
+
+    /// `Err(reason)` if the store or broker is unhealthy.
+    pub fn health(&self) -> Result<(), String> {
+        self.inner.store.health()?;
+        self.inner.broker.health()
+    }
+
+    /// Publishes `body` (UTF-8, size already checked) to `topic`. Resolves
+    /// once the message is stored (and handed to the fan-out): the caller
+    /// may then answer `ok`. Returns the message and the topic's local
+    /// subscriber count.
+    pub async fn publish(
+        &self,
+        topic: TopicName,
+        body: Bytes,
+    ) -> Result<(Arc<Message>, usize), HubError> {
+        if body.len() > self.inner.config.max_message {
+            return Err(HubError::TooLarge(self.inner.config.max_message));
+        }
+        if std::str::from_utf8(&body).is_err() {
+            return Err(HubError::BadRequest("message is not valid UTF-8".into()));
+        }
+        let msg = self
+            .inner
+            .store
+            .append(topic, body)
+            .await
+            .map_err(|e| match e {
+                StoreError::TooManyTopics(_) => HubError::Unavailable(e.to_string()),
+                other => HubError::Unavailable(other.to_string()),
+            })?;
+        self.inner.metrics.publishes.increment(1);
+        let subscribers = self.inner.fanout.subscribers(&msg.topic);
+        Ok((msg, subscribers))
+    }
+
+    /// Takes a subscriber slot (`503` past `--max-subscribers`).
+    pub fn take_slot(&self) -> Result<Slot, HubError> {
+        let max = self.inner.config.max_subscribers;
+        let prev = self.inner.subscribers.fetch_add(1, Ordering::AcqRel);
+        let slot = Slot(Arc::downgrade(&self.inner));
+        if prev >= max {
+            drop(slot);
+            return Err(HubError::Unavailable(format!(
+                "too many subscribers (at most {max}); retry later"
+            )));
+        }
+        Ok(slot)
+    }
+
+    /// Opens a subscription: registers for live delivery first, then reads
+    /// history after `since`, so that nothing falls between the two; the
+    /// seam is closed by skipping live ids already sent from history.
+    pub async fn open(&self, spec: &Spec, since: Since, slot: Slot) -> Result<Opened, HubError> {
+        let mut live = self.inner.fanout.subscribe(&spec.topics, &spec.patterns);
+        let mut gaps = Vec::new();
+        let mut history = Vec::new();
+        let after = match since {
+            Since::Live => None,
+            Since::All => Some(None),
+            Since::After(id) => Some(Some(id)),
+        };
+        if let Some(after) = after {
+            let store = &self.inner.store;
+            let mut topics = spec.topics.clone();
+            if !spec.patterns.is_empty() {
+                let held = store
+                    .topics()
+                    .await
+                    .map_err(|e| HubError::Unavailable(e.to_string()))?;
+                for (name, _) in held {
+                    if spec.wants(&name) && !topics.contains(&name) {
+                        topics.push(name);
+                    }
+                }
+            }
+            for topic in &topics {
+                let h = store
+                    .read(topic, after)
+                    .await
+                    .map_err(|e| HubError::Unavailable(e.to_string()))?;
+                if let (Some(after), Some(dropped)) = (after, h.dropped_through) {
+                    if dropped > after {
+                        gaps.push(Gap {
+                            topic: topic.clone(),
+                            after,
+                            dropped_through: dropped,
+                        });
+                    }
+                }
+                history.extend(h.messages);
+            }
+            if topics.len() > 1 {
+                history.sort_unstable_by_key(|m| m.id);
+            }
+            if let Some(last) = history.last() {
+                live.skip_through(last.id);
+            }
+        }
+        Ok(Opened {
+            gaps,
+            history,
+            live,
+            slot,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_and_since_parse_with_reasons() {
+        let s = Spec::parse("a,farm.*,a").unwrap();
+        assert_eq!(s.topics.len(), 1);
+        assert_eq!(s.patterns.len(), 1);
+        assert!(Spec::parse("a,,b").unwrap_err().contains("empty"));
+        assert_eq!(Since::parse("all"), Ok(Since::All));
+        assert_eq!(Since::parse("42"), Ok(Since::After(MessageId(42))));
+        assert!(Since::parse("x").unwrap_err().contains("bad since"));
+    }
+
+    #[tokio::test]
+    async fn resume_has_no_gap_and_no_duplicate_at_the_seam() {
+        let hub = Hub::new(Config::default(), CancellationToken::new());
+        let t = TopicName::new("a").unwrap();
+        let (m1, _) = hub.publish(t.clone(), "1".into()).await.unwrap();
+        hub.publish(t.clone(), "2".into()).await.unwrap();
+        let spec = Spec::parse("a").unwrap();
+        let mut opened = hub
+            .open(&spec, Since::After(m1.id), hub.take_slot().unwrap())
+            .await
+            .unwrap();
+        hub.publish(t.clone(), "3".into()).await.unwrap();
+        let mut live = Vec::new();
+        opened.live.next_batch(&mut live).unwrap();
+        let got: Vec<_> = opened
+            .history
+            .iter()
+            .chain(&live)
+            .map(|m| m.text().into_owned())
+            .collect();
+        assert_eq!(got, ["2", "3"]);
+        assert!(opened.gaps.is_empty());
+    }
+}

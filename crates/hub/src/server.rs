@@ -1,0 +1,397 @@
+//! HTTP surface of the hub: `router(hub) -> Router`.
+//!
+//! | request | what it does |
+//! |---|---|
+//! | `GET /` | subscribe to topic `default` (the talk's stream) |
+//! | `POST /?msg=…` or body | publish to `default`; answers `ok` |
+//! | `GET /topics/{spec}` | subscribe: `a`, `a,b`, `farm.*`, `farm.**` |
+//! | `POST /topics/{name}` | publish to one topic |
+//! | `GET /api/topics` | topics with subscribers, last id, history size |
+//! | `GET /api/topics/{name}` | one topic |
+//!
+//! Subscriptions choose their transport by `?format=`, a WebSocket upgrade
+//! or `Accept` (`transport/mod.rs`), and resume with `Last-Event-ID` (wins)
+//! or `?since=ID|all`. Publishing with `Accept: application/json` answers
+//! `{"id","topic","subscribers"}`. Tokens (when `--auth-secret` is set) come
+//! as `Authorization: Bearer` or `?token=`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use axum::body::Bytes;
+use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::Request;
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
+use axum::http::{header, request::Parts, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use futures::{SinkExt, StreamExt};
+use http_body_util::{BodyExt, Limited};
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+
+use crate::auth::{AuthError, Grant};
+use crate::error::HubError;
+use crate::hub::{Hub, Since, Spec};
+use crate::message::TopicName;
+use crate::subscriber::{Event, Subscriber};
+use crate::transport::Format;
+
+/// The topic of `/`.
+pub const DEFAULT_TOPIC: &str = "default";
+
+/// The hub's routes, with CORS if configured.
+pub fn router(hub: Hub) -> Router {
+    let cors = cors_layer(&hub.config().cors_origins);
+    let router = Router::new()
+        .route("/", get(subscribe_default).post(publish_default))
+        .route("/topics/{spec}", get(subscribe_topics).post(publish_topic))
+        .route("/api/topics", get(list_topics))
+        .route("/api/topics/{name}", get(one_topic))
+        .with_state(hub);
+    match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
+}
+
+fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::from(Any)
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::ACCEPT,
+                header::HeaderName::from_static("last-event-id"),
+            ]),
+    )
+}
+
+type Params = Query<HashMap<String, String>>;
+
+/// The bearer token of a request: header first, then `?token=`.
+fn token<'a>(headers: &'a HeaderMap, params: &'a HashMap<String, String>) -> Option<&'a str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .or_else(|| params.get("token").map(String::as_str))
+}
+
+fn grant(
+    hub: &Hub,
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+) -> Result<Grant, HubError> {
+    match &hub.inner.auth {
+        None => Ok(Grant::Open),
+        Some(auth) => auth.check(token(headers, params)).map_err(|e| match e {
+            AuthError::Missing | AuthError::Invalid(_) => HubError::Unauthorized(e.to_string()),
+        }),
+    }
+}
+
+async fn subscribe_default(
+    State(hub): State<Hub>,
+    Query(params): Params,
+    parts: Parts,
+) -> Response {
+    subscribe(hub, DEFAULT_TOPIC, params, parts)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn subscribe_topics(
+    State(hub): State<Hub>,
+    Path(spec): Path<String>,
+    Query(params): Params,
+    parts: Parts,
+) -> Response {
+    subscribe(hub, &spec, params, parts)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn subscribe(
+    hub: Hub,
+    spec: &str,
+    params: HashMap<String, String>,
+    mut parts: Parts,
+) -> Result<Response, HubError> {
+    let spec = Spec::parse(spec).map_err(HubError::BadRequest)?;
+    let headers = &parts.headers;
+    let grant = grant(&hub, headers, &params)?;
+    if let Some(denied) = spec.parts().find(|p| !grant.may_subscribe(p)) {
+        return Err(HubError::Forbidden(format!(
+            "token may not subscribe to {denied:?}"
+        )));
+    }
+    let upgrade = headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = Format::choose(params.get("format").map(String::as_str), upgrade, accept)
+        .map_err(HubError::BadRequest)?;
+    let since = match headers.get("last-event-id").and_then(|v| v.to_str().ok()) {
+        Some(id) if !id.trim().is_empty() => Since::parse(id),
+        _ => match params.get("since") {
+            Some(s) => Since::parse(s),
+            None => Ok(Since::Live),
+        },
+    }
+    .map_err(HubError::BadRequest)?;
+    if hub.shutdown().is_cancelled() {
+        return Err(HubError::Unavailable("hub is shutting down".into()));
+    }
+    let slot = hub.take_slot()?;
+    let opened = hub.open(&spec, since, slot).await?;
+    let sub = Subscriber::new(hub.clone(), format, opened);
+    if format == Format::WebSocket {
+        let ws = WebSocketUpgrade::from_request_parts(&mut parts, &())
+            .await
+            .map_err(|e| HubError::BadRequest(format!("bad WebSocket upgrade: {e}")))?;
+        return Ok(ws.on_upgrade(move |socket| run_websocket(socket, sub)));
+    }
+    let mut resp = Response::new(sub.into_body());
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // nginx and friends: do not buffer a stream.
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(resp)
+}
+
+/// Drives a WebSocket subscriber: each batch is fed as text frames (the
+/// NDJSON objects) and flushed once; pings while idle; a close frame at the
+/// end (1001 at shutdown, 1008 when lagged with the last id in the reason).
+async fn run_websocket(socket: WebSocket, mut sub: Subscriber) {
+    let (mut tx, mut rx) = socket.split();
+    if let Some(notices) = sub.take_notices() {
+        for line in notices.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let Ok(text) = Utf8Bytes::try_from(Bytes::copy_from_slice(line)) else {
+                continue;
+            };
+            if tx.feed(WsMessage::Text(text)).await.is_err() {
+                return;
+            }
+        }
+    }
+    let enc = sub.format().encoding();
+    loop {
+        let event = tokio::select! {
+            event = sub.next_event() => event,
+            incoming = rx.next() => match incoming {
+                // Clients have nothing to say; pings are answered by the
+                // library; a close or an error ends the subscription.
+                Some(Ok(WsMessage::Close(_))) | Some(Err(_)) | None => return,
+                Some(Ok(_)) => continue,
+            },
+        };
+        let close = match event {
+            Event::Batch => {
+                let n = sub.pending().len();
+                for m in sub.pending() {
+                    let b = m.encoded(enc);
+                    let line = b.slice(..b.len().saturating_sub(1));
+                    let Ok(text) = Utf8Bytes::try_from(line) else {
+                        continue;
+                    };
+                    if tx.feed(WsMessage::Text(text)).await.is_err() {
+                        return;
+                    }
+                }
+                if tx.flush().await.is_err() {
+                    return;
+                }
+                sub.mark_sent(n);
+                continue;
+            }
+            Event::Heartbeat => {
+                if tx.send(WsMessage::Ping(Bytes::new())).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            Event::Lagged(lag) => {
+                let last = lag.last_id.map_or("none".to_string(), |i| i.to_string());
+                CloseFrame {
+                    code: 1008,
+                    reason: Utf8Bytes::from(format!("lagged; last id {last}")),
+                }
+            }
+            Event::Shutdown => CloseFrame {
+                code: 1001,
+                reason: Utf8Bytes::from_static("hub shutting down"),
+            },
+            Event::Idle => CloseFrame {
+                code: 1000,
+                reason: Utf8Bytes::from_static("idle timeout"),
+            },
+        };
+        let _ = tx.send(WsMessage::Close(Some(close))).await;
+        return;
+    }
+}
+
+async fn publish_default(State(hub): State<Hub>, Query(params): Params, req: Request) -> Response {
+    publish(hub, DEFAULT_TOPIC, params, req)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn publish_topic(
+    State(hub): State<Hub>,
+    Path(name): Path<String>,
+    Query(params): Params,
+    req: Request,
+) -> Response {
+    publish(hub, &name, params, req)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn publish(
+    hub: Hub,
+    name: &str,
+    params: HashMap<String, String>,
+    req: Request,
+) -> Result<Response, HubError> {
+    let (parts, body) = req.into_parts();
+    let headers = parts.headers;
+    // The peer address, when the server provides it (`ConnectInfo`).
+    let connect = parts.extensions.get::<ConnectInfo<SocketAddr>>().copied();
+    let topic = TopicName::new(name).map_err(|e| {
+        if name.contains(',') || name.contains('*') {
+            HubError::BadRequest(format!("publish to one topic, not {name:?} ({e})"))
+        } else {
+            HubError::BadRequest(e)
+        }
+    })?;
+    let grant = grant(&hub, &headers, &params)?;
+    if !grant.may_publish(topic.as_str()) {
+        return Err(HubError::Forbidden(format!(
+            "token may not publish to {:?}",
+            topic.as_str()
+        )));
+    }
+    if let Some(limiter) = &hub.inner.limiter {
+        let client = connect.map(|ConnectInfo(addr)| addr.ip());
+        if let Err(wait) = limiter.check(client) {
+            return Err(HubError::RateLimited(
+                wait.as_secs_f64().ceil().max(1.0) as u64
+            ));
+        }
+    }
+    let max = hub.config().max_message;
+    let message = match params.get("msg") {
+        Some(msg) => Bytes::copy_from_slice(msg.as_bytes()),
+        None => Limited::new(body, max)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    HubError::TooLarge(max)
+                } else {
+                    HubError::BadRequest(format!("cannot read the request body: {e}"))
+                }
+            })?
+            .to_bytes(),
+    };
+    let (msg, subscribers) = hub.publish(topic, message).await?;
+    let wants_json = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/json"));
+    if wants_json {
+        Ok(Json(serde_json::json!({
+            "id": msg.id.0,
+            "topic": msg.topic.as_str(),
+            "subscribers": subscribers,
+        }))
+        .into_response())
+    } else {
+        Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "ok").into_response())
+    }
+}
+
+fn topic_json(
+    name: &str,
+    subscribers: usize,
+    stats: Option<crate::store::TopicStats>,
+) -> serde_json::Value {
+    let stats = stats.unwrap_or_default();
+    serde_json::json!({
+        "name": name,
+        "subscribers": subscribers,
+        "last_id": stats.last_id.map(|i| i.0),
+        "oldest_id": stats.oldest_id.map(|i| i.0),
+        "history": stats.len,
+    })
+}
+
+async fn list_topics(State(hub): State<Hub>) -> Result<Response, HubError> {
+    let held = hub
+        .store()
+        .topics()
+        .await
+        .map_err(|e| HubError::Unavailable(e.to_string()))?;
+    let live: HashMap<TopicName, usize> = hub.fanout().live_topics().into_iter().collect();
+    let mut names: Vec<TopicName> = held.iter().map(|(n, _)| n.clone()).collect();
+    names.extend(
+        live.keys()
+            .filter(|n| !held.iter().any(|(h, _)| h == *n))
+            .cloned(),
+    );
+    names.sort();
+    let stats: HashMap<_, _> = held.into_iter().collect();
+    let topics: Vec<_> = names
+        .iter()
+        .map(|n| {
+            topic_json(
+                n.as_str(),
+                live.get(n).copied().unwrap_or(0),
+                stats.get(n).copied(),
+            )
+        })
+        .collect();
+    Ok(Json(serde_json::json!({
+        "topics": topics,
+        "subscribers": hub.subscriber_count(),
+        "last_id": hub.store().last_id().map(|i| i.0),
+    }))
+    .into_response())
+}
+
+async fn one_topic(State(hub): State<Hub>, Path(name): Path<String>) -> Result<Response, HubError> {
+    let topic = TopicName::new(&name).map_err(HubError::BadRequest)?;
+    let stats = hub
+        .store()
+        .stats(&topic)
+        .await
+        .map_err(|e| HubError::Unavailable(e.to_string()))?;
+    let subscribers = hub.fanout().subscribers(&topic);
+    if stats.is_none() && subscribers == 0 {
+        return Err(HubError::NotFound(format!(
+            "no topic {name:?}: nothing held, nobody subscribed"
+        )));
+    }
+    Ok((StatusCode::OK, Json(topic_json(&name, subscribers, stats))).into_response())
+}

@@ -1,0 +1,294 @@
+//! One subscriber's life: what it is sent, in which order, and how it ends.
+//!
+//! [`Subscriber::next_event`] is the whole policy, shared by every
+//! transport: first the gap notices and history of a resume, then live
+//! messages; each wake-up takes **everything** new (a batch) so that the
+//! transport writes it at once; heartbeats while idle; and one of three
+//! endings: lagged (fell more than `--buffer` messages behind: told the last
+//! id it got, then closed), shutdown (told to come back), or idle timeout.
+//!
+//! Streaming transports (raw, SSE, NDJSON) turn events into bytes with
+//! [`Subscriber::into_body`]: a batch becomes one buffer of at most
+//! [`FRAME_BYTES`] (the pre-encoded, shared bytes of each message,
+//! concatenated), so hyper makes one write per wake-up rather than one per
+//! message. WebSocket turns a batch into frames fed to the socket and
+//! flushed once (`server.rs`).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tokio::time::{Instant, Interval};
+
+use crate::hub::{Hub, Opened};
+use crate::message::Message;
+use crate::topic::Lagged;
+use crate::transport::{ndjson, sse, Format};
+
+/// Largest buffer handed to hyper at once. Bigger batches are split; this
+/// bounds the copy a lagging subscriber makes (its pending list holds only
+/// `Arc`s).
+pub const FRAME_BYTES: usize = 64 * 1024;
+
+/// What a subscriber should send next.
+pub enum Event {
+    /// Messages to send, in id order: `Subscriber::pending()`.
+    Batch,
+    /// Nothing happened for a heartbeat interval.
+    Heartbeat,
+    /// Fell behind: send the notice and close.
+    Lagged(Lagged),
+    /// The hub is stopping: tell the client to come back, then close.
+    Shutdown,
+    /// Nothing for `--idle-timeout`: close.
+    Idle,
+}
+
+/// A connected subscriber of any transport.
+pub struct Subscriber {
+    hub: Hub,
+    format: Format,
+    opened: Opened,
+    /// Messages taken from the rings (or history) and not yet encoded.
+    pending: Vec<Arc<Message>>,
+    /// Next index of `pending` to send.
+    sent: usize,
+    /// Gap notices to send first (already encoded for `format`).
+    notices: Option<Bytes>,
+    /// Whether the history in `opened` is still to be sent.
+    history_left: bool,
+    heartbeat: Interval,
+    last_activity: Instant,
+    done: bool,
+    _gauge: GaugeGuard,
+}
+
+/// Counts this subscriber in `hub_subscribers{transport}` while alive.
+struct GaugeGuard(metrics::Gauge);
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
+impl Subscriber {
+    pub fn new(hub: Hub, format: Format, opened: Opened) -> Subscriber {
+        let gauge = metrics::gauge!("hub_subscribers", "transport" => format.label());
+        gauge.increment(1.0);
+        let period = hub.config().heartbeat;
+        let mut heartbeat = tokio::time::interval_at(Instant::now() + period, period);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let notices = encode_gaps(format, &opened);
+        Subscriber {
+            hub,
+            format,
+            history_left: !opened.history.is_empty(),
+            opened,
+            pending: Vec::new(),
+            sent: 0,
+            notices,
+            heartbeat,
+            last_activity: Instant::now(),
+            done: false,
+            _gauge: GaugeGuard(gauge),
+        }
+    }
+
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// The last message id handed to the transport.
+    pub fn last_id(&self) -> Option<crate::MessageId> {
+        self.opened.live.last_id()
+    }
+
+    /// Messages of the current batch not sent yet.
+    pub fn pending(&self) -> &[Arc<Message>] {
+        &self.pending[self.sent..]
+    }
+
+    /// Marks `n` pending messages as sent, recording metrics.
+    pub fn mark_sent(&mut self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let first = &self.pending[self.sent];
+        let m = &self.hub.inner.metrics;
+        m.deliveries.increment(n as u64);
+        m.latency.record(first.seen.elapsed().as_secs_f64());
+        self.sent += n;
+        if self.sent == self.pending.len() {
+            self.pending.clear();
+            self.sent = 0;
+        }
+    }
+
+    /// Gap notices to send before anything else (once).
+    pub fn take_notices(&mut self) -> Option<Bytes> {
+        self.notices.take()
+    }
+
+    /// Waits for the next thing to send. Cancel-safe: dropping the future
+    /// loses nothing.
+    pub async fn next_event(&mut self) -> Event {
+        if !self.pending().is_empty() {
+            return Event::Batch;
+        }
+        if self.history_left {
+            self.history_left = false;
+            self.pending = std::mem::take(&mut self.opened.history);
+            return Event::Batch;
+        }
+        let shutdown = self.hub.inner.shutdown.clone();
+        let idle = self.hub.config().idle_timeout;
+        loop {
+            if self.done {
+                // Ended already; a transport should have stopped asking.
+                return Event::Shutdown;
+            }
+            if let Err(lag) = self.opened.live.next_batch(&mut self.pending) {
+                self.done = true;
+                self.hub.inner.metrics.slow_disconnects.increment(1);
+                return Event::Lagged(lag);
+            }
+            if !self.pending.is_empty() {
+                self.last_activity = Instant::now();
+                return Event::Batch;
+            }
+            let idle_at = idle.map(|d| self.last_activity + d);
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => {
+                    self.done = true;
+                    return Event::Shutdown;
+                }
+                _ = self.opened.live.changed() => {}
+                _ = self.heartbeat.tick() => return Event::Heartbeat,
+                _ = sleep_until_opt(idle_at) => {
+                    self.done = true;
+                    return Event::Idle;
+                }
+            }
+        }
+    }
+
+    /// The next chunk of a streaming (raw, SSE, NDJSON) response, or `None`
+    /// when the stream ends.
+    async fn next_chunk(&mut self) -> Option<Bytes> {
+        if let Some(n) = self.take_notices() {
+            return Some(n);
+        }
+        if self.done && self.pending().is_empty() {
+            return None;
+        }
+        match self.next_event().await {
+            Event::Batch => Some(self.encode_frame()),
+            Event::Heartbeat => match self.format {
+                Format::Sse => Some(Bytes::from_static(sse::HEARTBEAT)),
+                Format::Ndjson => Some(Bytes::from_static(b"\n")),
+                _ => Some(Bytes::new()),
+            },
+            Event::Lagged(lag) => {
+                tracing::debug!(last_id = ?lag.last_id, "slow subscriber disconnected");
+                let json =
+                    serde_json::json!({"event": "lagged", "last_id": lag.last_id.map(|i| i.0)});
+                match self.format {
+                    Format::Sse => Some(sse::control("lagged", &json)),
+                    Format::Ndjson => Some(ndjson::control(&json)),
+                    _ => None,
+                }
+            }
+            Event::Shutdown => {
+                let json = serde_json::json!({"event": "shutdown"});
+                match self.format {
+                    Format::Sse => Some(Bytes::from(format!(
+                        "retry: {}\nevent: shutdown\ndata: {json}\n\n",
+                        self.hub.config().shutdown_retry_ms
+                    ))),
+                    Format::Ndjson => Some(ndjson::control(&json)),
+                    _ => None,
+                }
+            }
+            Event::Idle => None,
+        }
+    }
+
+    /// Concatenates pending messages' shared encodings into one buffer of
+    /// at most `FRAME_BYTES` (or exactly one message, if that is larger).
+    fn encode_frame(&mut self) -> Bytes {
+        let enc = self.format.encoding();
+        let pending = self.pending();
+        if pending.len() == 1 {
+            let b = pending[0].encoded(enc).clone();
+            self.mark_sent(1);
+            return b;
+        }
+        let mut n = 0;
+        let mut size = 0;
+        for m in pending {
+            let len = m.encoded(enc).len();
+            if n > 0 && size + len > FRAME_BYTES {
+                break;
+            }
+            size += len;
+            n += 1;
+        }
+        let mut buf = BytesMut::with_capacity(size);
+        for m in &pending[..n] {
+            buf.extend_from_slice(m.encoded(enc));
+        }
+        self.mark_sent(n);
+        buf.freeze()
+    }
+
+    /// The streaming response body of this subscriber, opening with
+    /// `preamble` (SSE's `retry:`).
+    pub fn into_body(self) -> axum::body::Body {
+        let preamble = match self.format {
+            Format::Sse => Some(Bytes::from_static(sse::PREAMBLE)),
+            _ => None,
+        };
+        let stream = futures::stream::unfold((self, preamble), |(mut sub, mut pre)| async move {
+            let chunk = match pre.take() {
+                Some(p) => Some(p),
+                None => sub.next_chunk().await,
+            };
+            chunk.map(|c| (Ok::<_, Infallible>(c), (sub, None)))
+        });
+        axum::body::Body::from_stream(stream)
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn encode_gaps(format: Format, opened: &Opened) -> Option<Bytes> {
+    if opened.gaps.is_empty() {
+        return None;
+    }
+    let mut buf = BytesMut::new();
+    for gap in &opened.gaps {
+        let json = serde_json::json!({
+            "event": "gap",
+            "topic": gap.topic.as_str(),
+            "after": gap.after.0,
+            "dropped_through": gap.dropped_through.0,
+        });
+        match format {
+            Format::Sse => buf.extend_from_slice(&sse::control("gap", &json)),
+            Format::Ndjson => buf.extend_from_slice(&ndjson::control(&json)),
+            Format::WebSocket => {
+                buf.extend_from_slice(json.to_string().as_bytes());
+                buf.extend_from_slice(b"\n");
+            }
+            Format::Raw => {}
+        }
+    }
+    (!buf.is_empty()).then(|| buf.freeze())
+}
