@@ -174,7 +174,7 @@ pub fn ascii(t: &Timeline, width: usize) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<label_w$}cooks: {}; one column = {}",
+        "{:<label_w$}cook lanes: {}; one column = {}",
         "",
         legend.join(" "),
         if per_col % 60 == 0 {
@@ -263,8 +263,11 @@ pub fn svg(t: &Timeline) -> String {
     );
 
     // Axis and grid.
-    let (_, tick_min) = scale(t.total_ms, 60);
-    let tick_min = tick_min.max(1);
+    // A grid line every 1, 2, 5, 10... minutes: at most a dozen.
+    let tick_min = [1u64, 2, 5, 10, 15, 30, 60, 120, 300, 600]
+        .into_iter()
+        .find(|m| t.total_ms / (m * 60_000) <= 12)
+        .unwrap_or(1440);
     let axis_y = TOP - 10.0;
     let mut m = 0;
     while m * 60_000 <= t.total_ms {
@@ -280,7 +283,7 @@ pub fn svg(t: &Timeline) -> String {
     let _ = writeln!(
         o,
         r##"<text x="{ex:.1}" y="{ty}" text-anchor="end" fill="#555">min</text><line x1="{LEFT}" y1="{axis_y}" x2="{rx:.1}" y2="{axis_y}" stroke="#999"/>"##,
-        ex = WIDTH - 4.0,
+        ex = LEFT - 10.0,
         ty = axis_y - 4.0,
         rx = x(t.total_ms),
     );
@@ -324,9 +327,11 @@ pub fn svg(t: &Timeline) -> String {
             );
         }
         let (bx, bw) = (x(s.start_ms), (x(s.end_ms) - x(s.start_ms)).max(1.0));
-        let (fill, opacity, text_fill) = match s.kind {
-            Kind::HandsOn => (col, 1.0, "#ffffff"),
-            Kind::Wait => (col, 0.28, "#222222"),
+        // Hands-on bars get a white outline so that two in a row (arrange,
+        // then slather) read as two steps.
+        let (fill, opacity, text_fill, stroke) = match s.kind {
+            Kind::HandsOn => (col, 1.0, "#ffffff", "#ffffff"),
+            Kind::Wait => (col, 0.28, "#222222", col),
         };
         let tip = format!(
             "{}: {} ({}) {}–{}",
@@ -338,7 +343,7 @@ pub fn svg(t: &Timeline) -> String {
         );
         let _ = writeln!(
             o,
-            r##"<rect x="{bx:.1}" y="{y:.1}" width="{bw:.1}" height="{BAR}" rx="3" fill="{fill}" fill-opacity="{opacity}" stroke="{col}"><title>{tip}</title></rect>"##,
+            r##"<rect x="{bx:.1}" y="{y:.1}" width="{bw:.1}" height="{BAR}" rx="3" fill="{fill}" fill-opacity="{opacity}" stroke="{stroke}"><title>{tip}</title></rect>"##,
             tip = xml(&tip),
         );
         let label = match s.kind {
@@ -359,16 +364,18 @@ pub fn svg(t: &Timeline) -> String {
             let cy = lane_y(t.recipes.len() + n - 1) + (LANE - BAR) / 2.0;
             let _ = writeln!(
                 o,
-                r##"<rect x="{bx:.1}" y="{cy:.1}" width="{bw:.1}" height="{BAR}" rx="3" fill="{col}" stroke="{col}"><title>{tip}</title></rect>"##,
+                r##"<rect x="{bx:.1}" y="{cy:.1}" width="{bw:.1}" height="{BAR}" rx="3" fill="{col}" stroke="#ffffff"><title>{tip}</title></rect>"##,
                 tip = xml(&tip),
             );
-            if fits(bw, &s.recipe) {
+            let initial = s.recipe.chars().take(1).collect::<String>();
+            let tight = |text: &str| (text.chars().count() as f64) * CHAR_W + 3.0 <= bw;
+            if let Some(text) = [s.recipe.clone(), initial].into_iter().find(|l| tight(l)) {
                 let _ = writeln!(
                     o,
                     r##"<text x="{tx:.1}" y="{ty:.1}" fill="#ffffff" pointer-events="none">{r}</text>"##,
-                    tx = bx + 4.0,
+                    tx = bx + 2.0,
                     ty = cy + BAR / 2.0 + 4.0,
-                    r = xml(&s.recipe),
+                    r = xml(&text),
                 );
             }
         }
