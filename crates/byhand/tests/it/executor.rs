@@ -41,7 +41,9 @@ fn block_on_returns_a_ready_future_without_waiting() {
 fn sleeping_tasks_wake_in_deadline_order() {
     let order = Arc::new(Mutex::new(Vec::new()));
     // Spawned in scrambled order; each records its delay when it wakes.
-    let delays = [50, 10, 40, 0, 30, 20, 60];
+    // 40 ms apart, so that a stalled machine cannot reorder the deadlines
+    // while the first round of polls computes them.
+    let delays = [200, 40, 160, 0, 120, 80, 240];
     let rt = Runtime::new();
     rt.block_on(async {
         let handles: Vec<_> = delays
@@ -191,7 +193,8 @@ fn is_finished_reports_without_waiting() {
             polls += 1;
             sleep(ms(5)).await;
         }
-        assert!(polls >= 2, "polled {polls} times");
+        // At least the first check, made before the task had even started.
+        assert!(polls >= 1, "polled {polls} times");
         assert_eq!(handle.await, "done");
     });
 }
