@@ -382,11 +382,14 @@ async fn accept_loop(
         tokio::spawn(async move {
             // hyper's header timeout starts once it reads a request; a
             // client that connects and sends nothing is cut off here.
+            // (`peek` waits for real data; `readable()` may report a fresh
+            // socket ready before anything arrived.)
+            let mut first = [0u8; 1];
             let first_byte = tokio::select! {
-                ready = tokio::time::timeout(header_timeout, stream.readable()) => ready,
+                peeked = tokio::time::timeout(header_timeout, stream.peek(&mut first)) => peeked,
                 _ = shutdown.cancelled() => return,
             };
-            if !matches!(first_byte, Ok(Ok(()))) {
+            if !matches!(first_byte, Ok(Ok(1))) {
                 tracing::debug!(%peer, "closed: nothing sent within the header timeout");
                 return;
             }

@@ -1,1 +1,444 @@
-//! End-to-end tests: animals.
+//! End-to-end tests: animals. The real `coop serve` and `coop speak`
+//! binaries over real sockets: output and exit status, flags and their
+//! errors, and the server's defences (slowloris, disconnects mid-delay,
+//! oversized requests, connection limit, graceful shutdown, h2c).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{coop, Server};
+
+fn speak(server: &Server, args: &[&str]) -> Output {
+    coop()
+        .arg("speak")
+        .args(["--url", &server.url("/animals")])
+        .args(args)
+        .output()
+        .expect("run coop speak")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Sends raw bytes and reads until the server closes (or 5 s pass).
+fn raw(server: &Server, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn get(url: &str) -> reqwest::blocking::Response {
+    reqwest::blocking::get(url).expect("request")
+}
+
+#[test]
+fn help_lists_every_subcommand_and_each_has_help() {
+    let out = coop().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = stdout(&out);
+    let commands = ["serve", "speak", "pub", "sub", "kitchen", "byhand", "bench"];
+    for command in commands {
+        assert!(
+            help.lines()
+                .any(|l| l.trim_start().starts_with(&format!("{command} "))),
+            "`coop --help` does not list {command}:\n{help}"
+        );
+        let out = coop().args([command, "--help"]).output().unwrap();
+        assert!(out.status.success(), "coop {command} --help failed");
+        assert!(
+            stdout(&out).contains("Usage: coop"),
+            "coop {command} --help"
+        );
+    }
+    let serve_help = stdout(&coop().args(["serve", "--help"]).output().unwrap());
+    for flag in [
+        "--delay",
+        "--max-delay",
+        "--catalog",
+        "--error-rate",
+        "--drain-timeout",
+    ] {
+        assert!(serve_help.contains(flag), "serve --help lacks {flag}");
+    }
+}
+
+#[test]
+fn speak_prints_the_talks_lines_in_order() {
+    let server = Server::start(&["--delay", "100ms"]);
+    let out = speak(&server, &["chicken", "cow", "pig"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "The chicken says \"Cluck!\".\nThe cow says \"Moo!\".\nThe pig says \"Oink!\".\n"
+    );
+}
+
+#[test]
+fn speak_defaults_to_cow_pig_chicken_and_reads_the_url_from_env() {
+    let server = Server::start(&["--delay", "0s"]);
+    let out = coop()
+        .arg("speak")
+        .env("COOP_URL", server.url("/animals/"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "The cow says \"Moo!\".\nThe pig says \"Oink!\".\nThe chicken says \"Cluck!\".\n"
+    );
+}
+
+#[test]
+fn speak_reads_names_from_stdin_and_a_file() {
+    let server = Server::start(&["--delay", "0s"]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("names.txt");
+    std::fs::write(&file, "duck\n\n  dog \n").unwrap();
+    let mut child = coop()
+        .arg("speak")
+        .args(["--url", &server.url("/animals")])
+        .args(["cat", "-", "--file"])
+        .arg(&file)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"frog\nhorse\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let animals: Vec<String> = stdout(&out)
+        .lines()
+        .map(|l| l.split(' ').nth(1).unwrap().to_string())
+        .collect();
+    assert_eq!(animals, ["cat", "frog", "horse", "duck", "dog"]);
+}
+
+#[test]
+fn a_failed_animal_goes_to_stderr_the_others_print_and_the_exit_is_1() {
+    let server = Server::start(&["--delay", "0s"]);
+    let out = speak(&server, &["cow", "unicorn", "pig"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stdout(&out),
+        "The cow says \"Moo!\".\nThe pig says \"Oink!\".\n"
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("error: unicorn: HTTP 404: The animal unicorn was not found."),
+        "{err}"
+    );
+    assert!(err.contains("1 of 3 animals failed"), "{err}");
+}
+
+#[test]
+fn speak_against_no_server_reports_the_transport_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = coop()
+        .args(["speak", "--retries", "1", "--url"])
+        .arg(format!("http://127.0.0.1:{port}/animals"))
+        .arg("cow")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("error: cow:"), "{err}");
+    assert!(err.contains("(after 2 attempts)"), "{err}");
+}
+
+#[test]
+fn timing_shows_concurrency_beats_one_at_a_time() {
+    let server = Server::start(&["--delay", "200ms"]);
+    let names = ["cow", "pig", "sheep", "duck", "dog"];
+
+    let start = Instant::now();
+    let out = speak(&server, &[&["--timing"][..], &names].concat());
+    let concurrent = start.elapsed();
+    assert!(out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("timing: 5 requests"), "{err}");
+    assert!(err.contains("speed-up"), "{err}");
+    assert!(err.contains("latency: p50"), "{err}");
+
+    let start = Instant::now();
+    let out = speak(&server, &[&["--sequential"][..], &names].concat());
+    let sequential = start.elapsed();
+    assert!(out.status.success());
+    assert_eq!(stdout(&out).lines().count(), 5);
+    assert!(sequential >= Duration::from_secs(1), "{sequential:?}");
+    assert!(
+        concurrent < sequential,
+        "concurrent {concurrent:?} vs sequential {sequential:?}"
+    );
+}
+
+#[test]
+fn bad_flag_values_give_clear_errors() {
+    let cases: [(&[&str], &str); 6] = [
+        (&["serve", "--delay", "soon"], "--delay"),
+        (&["serve", "--error-rate", "2"], "between 0 and 1"),
+        (&["serve", "--port", "99999"], "--port"),
+        (&["serve", "--delay", "2m"], "longer than --max-delay"),
+        (&["speak", "--url", "not a url", "cow"], "bad --url"),
+        (&["speak", "--concurrency", "0", "cow"], "--concurrency"),
+    ];
+    for (args, needle) in cases {
+        let out = coop().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(needle), "{args:?}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn a_catalogue_file_extends_the_farm_and_a_bad_one_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("farm.toml");
+    std::fs::write(&good, "[[animals]]\nname = \"goat\"\nsound = \"Meh!\"\n").unwrap();
+    let server = Server::start(&["--delay", "0s", "--catalog", good.to_str().unwrap()]);
+    assert_eq!(get(&server.url("/animals/goat")).text().unwrap(), "Meh!");
+    assert_eq!(get(&server.url("/animals/cow")).text().unwrap(), "Moo!");
+
+    let bad = dir.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"animals":[{"name":"goat","sound":"Meh!"},{"name":"bad name","sound":"x"}]}"#,
+    )
+    .unwrap();
+    let out = coop()
+        .args(["serve", "--port", "0", "--catalog"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("entry #2 (\"bad name\")"), "{err}");
+}
+
+#[test]
+fn healthz_and_metrics() {
+    let server = Server::start(&["--delay", "0s"]);
+    let r = get(&server.url("/healthz"));
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().unwrap(), "ok");
+    get(&server.url("/animals/cow"));
+    get(&server.url("/animals/unicorn"));
+    let text = get(&server.url("/metrics")).text().unwrap();
+    for needle in [
+        r#"animals_requests_total{route="/animals/{name}",status="200"} 1"#,
+        r#"animals_requests_total{route="/animals/{name}",status="404"} 1"#,
+        "animals_requests_in_flight 0",
+        "animals_request_duration_seconds_bucket",
+    ] {
+        assert!(text.contains(needle), "/metrics lacks {needle}:\n{text}");
+    }
+}
+
+#[test]
+fn unknown_routes_are_404_and_wrong_methods_405() {
+    let server = Server::start(&["--delay", "0s"]);
+    let answer = raw(
+        &server,
+        b"GET /nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 404 "), "{answer}");
+    let answer = raw(
+        &server,
+        b"DELETE /animals/cow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 405 "), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("allow: get,head"),
+        "{answer}"
+    );
+}
+
+#[test]
+fn oversized_and_garbage_requests_get_a_status_and_the_server_lives_on() {
+    let server = Server::start(&["--delay", "0s"]);
+    let mut big = b"GET /animals/cow HTTP/1.1\r\nHost: x\r\n".to_vec();
+    for i in 0..1000 {
+        big.extend_from_slice(format!("X-Filler-{i}: {}\r\n", "y".repeat(60)).as_bytes());
+    }
+    big.extend_from_slice(b"\r\n");
+    let answer = raw(&server, &big);
+    assert!(answer.starts_with("HTTP/1.1 431 "), "{answer:.200}");
+
+    let answer = raw(&server, b"THIS IS NOT HTTP\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer:.200}");
+
+    assert_eq!(get(&server.url("/animals/cow")).text().unwrap(), "Moo!");
+}
+
+#[test]
+fn a_slowloris_client_is_cut_off_by_the_header_timeout() {
+    let server = Server::start(&["--delay", "0s", "--header-timeout", "500ms"]);
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.write_all(b"GET /animals/cow HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let start = Instant::now();
+    // Drip one header byte every 100 ms; the server must hang up within
+    // a few header timeouts, not wait forever.
+    let mut closed = false;
+    while start.elapsed() < Duration::from_secs(5) {
+        if s.write_all(b"X").is_err() {
+            closed = true;
+            break;
+        }
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let mut buf = [0u8; 512];
+        match s.read(&mut buf) {
+            Ok(0) => {
+                closed = true;
+                break;
+            }
+            Ok(_) => {} // an error status (408) before the close is fine
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => {
+                closed = true;
+                break;
+            }
+        }
+    }
+    assert!(closed, "slowloris connection still open after 5 s");
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+
+    // A connection that sends nothing at all is closed too.
+    let mut idle = TcpStream::connect(server.addr).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let start = Instant::now();
+    let mut buf = [0u8; 16];
+    let n = idle.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0);
+    assert!(start.elapsed() < Duration::from_secs(3));
+
+    assert_eq!(get(&server.url("/animals/cow")).text().unwrap(), "Moo!");
+}
+
+#[test]
+fn a_client_leaving_mid_delay_does_not_hurt_the_others() {
+    let server = Server::start(&["--delay", "600ms"]);
+    let other = {
+        let url = server.url("/animals/pig");
+        std::thread::spawn(move || get(&url).text().unwrap())
+    };
+    {
+        let mut leaver = TcpStream::connect(server.addr).unwrap();
+        leaver
+            .write_all(b"GET /animals/cow HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+    } // dropped: the connection closes mid-delay
+    assert_eq!(other.join().unwrap(), "Oink!");
+    // The dropped request was counted as cancelled, not left in flight.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let text = get(&server.url("/metrics")).text().unwrap();
+        let cancelled =
+            text.contains(r#"animals_requests_cancelled_total{route="/animals/{name}"} 1"#);
+        if cancelled && text.contains("animals_requests_in_flight 0") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "metrics after a disconnect:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn past_the_connection_limit_a_client_gets_a_clear_503() {
+    let server = Server::start(&["--delay", "2s", "--max-connections", "1"]);
+    let mut holder = TcpStream::connect(server.addr).unwrap();
+    holder
+        .write_all(b"GET /animals/cow HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let answer = raw(
+        &server,
+        b"GET /animals HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
+    assert!(answer.contains("retry-after: 1"), "{answer}");
+    assert!(answer.ends_with("Too many connections: the farm is at its limit."));
+}
+
+#[test]
+fn graceful_shutdown_drains_an_in_flight_request_then_exits_0() {
+    let server = Server::start(&["--delay", "1s", "--drain-timeout", "5s"]);
+    let url = server.url("/animals/sheep");
+    let addr = server.addr;
+    let in_flight = std::thread::spawn(move || {
+        let client = reqwest::blocking::Client::new();
+        let r = client.get(url).send().unwrap();
+        (r.status().as_u16(), r.text().unwrap())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let start = Instant::now();
+    let status = server.terminate();
+    assert_eq!(status.code(), Some(0), "coop serve exit status");
+    assert_eq!(in_flight.join().unwrap(), (200, "Baaa!".to_string()));
+    assert!(start.elapsed() < Duration::from_secs(4));
+    // And it no longer accepts.
+    assert!(TcpStream::connect(addr).is_err());
+}
+
+#[test]
+fn the_drain_timeout_bounds_shutdown() {
+    let server = Server::start(&["--delay", "30s", "--drain-timeout", "300ms"]);
+    let mut held = TcpStream::connect(server.addr).unwrap();
+    held.write_all(b"GET /animals/cow HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let start = Instant::now();
+    let status = server.terminate();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn http2_prior_knowledge_is_served_on_the_same_port() {
+    let server = Server::start(&["--delay", "0s"]);
+    let h2 = reqwest::blocking::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let r = h2.get(server.url("/animals/frog")).send().unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.text().unwrap(), "Ribbit!");
+    // And speak can use it.
+    let out = speak(&server, &["--http2", "cow", "turkey"]);
+    assert!(out.status.success());
+    assert_eq!(
+        stdout(&out),
+        "The cow says \"Moo!\".\nThe turkey says \"Gobble-Gobble!\".\n"
+    );
+}
