@@ -69,7 +69,7 @@ mod task;
 mod timer;
 mod waker;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
@@ -141,7 +141,7 @@ impl Runtime {
             queue: queue.clone(),
             timers: RefCell::new(Timers::default()),
             tasks: RefCell::new(HashMap::new()),
-            next_id: RefCell::new(0),
+            next_id: Cell::new(0),
             speed: self.speed,
         });
         let _enter = Enter::new(rt.clone());
@@ -166,13 +166,15 @@ impl Runtime {
                 }
             }
             // Wake the sleepers whose deadline has passed; they join the
-            // queue and run next round. Woken outside the heap's borrow,
-            // because waking may run code that sleeps again.
+            // queue and run next round. A waker can be any code (combinators
+            // such as `join_all` wrap ours in their own), so none is called
+            // while the heap is borrowed.
             let due = rt.timers.borrow_mut().expired(Instant::now());
             for waker in due {
                 waker.wake();
             }
-            // Nothing ready: park until a wake or the next deadline.
+            // Park until something is woken or the next deadline passes
+            // (at once, if the timers just queued tasks).
             let next = rt.timers.borrow().next_deadline();
             main_woken = queue.wait(next);
         }
@@ -198,11 +200,8 @@ where
 {
     current(|rt| {
         let (boxed, handle) = task::joinable(future);
-        let id = {
-            let mut next = rt.next_id.borrow_mut();
-            *next += 1;
-            *next
-        };
+        let id = rt.next_id.get() + 1;
+        rt.next_id.set(id);
         let task = Task::new(id, boxed, rt.queue.clone());
         rt.tasks.borrow_mut().insert(id, task.clone());
         task.schedule();
@@ -258,7 +257,7 @@ struct Current {
     /// Every unfinished task, so that shutdown can drop them all. A finished
     /// task leaves at once, so this holds only live tasks.
     tasks: RefCell<HashMap<usize, Arc<Task>>>,
-    next_id: RefCell<usize>,
+    next_id: Cell<usize>,
     speed: f64,
 }
 
