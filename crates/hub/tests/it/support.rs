@@ -1,0 +1,229 @@
+//! Test helpers: a hub served on port 0, and small streaming clients (raw
+//! lines, an SSE parser, NDJSON) reading a reqwest byte stream.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures::StreamExt;
+use hub::{Config, Hub};
+use tokio_util::sync::CancellationToken;
+
+/// Generous bound on any single wait, so a broken test fails instead of
+/// hanging.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub struct TestHub {
+    pub addr: SocketAddr,
+    pub hub: Hub,
+    pub shutdown: CancellationToken,
+    pub server: tokio::task::JoinHandle<()>,
+}
+
+impl TestHub {
+    pub async fn start(config: Config) -> TestHub {
+        let shutdown = CancellationToken::new();
+        let hub = Hub::new(config, shutdown.clone());
+        let router = hub::router(hub.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = shutdown.clone();
+        let server = tokio::spawn(async move {
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+            .unwrap();
+        });
+        TestHub {
+            addr,
+            hub,
+            shutdown,
+            server,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Publishes `msg` as the body to `path`, returns the JSON answer.
+    pub async fn publish(&self, path: &str, msg: &str) -> serde_json::Value {
+        let resp = client()
+            .post(self.url(path))
+            .header("accept", "application/json")
+            .body(msg.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "publish {msg:?} to {path}");
+        resp.json().await.unwrap()
+    }
+
+    /// Waits until `n` subscribers are connected (they register before
+    /// their response starts, but the request may still be in flight).
+    pub async fn wait_subscribers(&self, n: usize) {
+        tokio::time::timeout(WAIT, async {
+            while self.hub.subscriber_count() != n {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "expected {n} subscribers, have {}",
+                self.hub.subscriber_count()
+            )
+        });
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap()
+}
+
+/// A streaming response read incrementally.
+pub struct Stream {
+    pub resp_headers: reqwest::header::HeaderMap,
+    body: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    buf: Vec<u8>,
+    pub ended: bool,
+}
+
+impl Stream {
+    pub async fn open(req: reqwest::RequestBuilder) -> Stream {
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 200, "subscribe");
+        Stream {
+            resp_headers: resp.headers().clone(),
+            body: resp.bytes_stream().boxed(),
+            buf: Vec::new(),
+            ended: false,
+        }
+    }
+
+    pub async fn get(url: &str) -> Stream {
+        Stream::open(client().get(url)).await
+    }
+
+    /// Reads more bytes; false at end of stream.
+    async fn fill(&mut self) -> bool {
+        match tokio::time::timeout(WAIT, self.body.next())
+            .await
+            .expect("stream stalled")
+        {
+            Some(Ok(b)) => {
+                self.buf.extend_from_slice(&b);
+                true
+            }
+            _ => {
+                self.ended = true;
+                false
+            }
+        }
+    }
+
+    /// Reads until `sep` appears; returns what came before it (without
+    /// `sep`), or `None` at the end of the stream.
+    pub async fn until(&mut self, sep: &[u8]) -> Option<Vec<u8>> {
+        loop {
+            if let Some(i) = self.buf.windows(sep.len()).position(|w| w == sep) {
+                let item = self.buf[..i].to_vec();
+                self.buf.drain(..i + sep.len());
+                return Some(item);
+            }
+            if !self.fill().await {
+                return None;
+            }
+        }
+    }
+
+    /// The next raw-format message (`…\r\n`).
+    pub async fn raw_line(&mut self) -> Option<String> {
+        self.until(b"\r\n")
+            .await
+            .map(|l| String::from_utf8(l).unwrap())
+    }
+
+    /// The next non-empty NDJSON record.
+    pub async fn json(&mut self) -> Option<serde_json::Value> {
+        loop {
+            let line = self.until(b"\n").await?;
+            if !line.is_empty() {
+                return Some(serde_json::from_slice(&line).unwrap());
+            }
+        }
+    }
+
+    /// The next SSE event (comments skipped), parsed as the spec says:
+    /// fields per line, `data` lines joined with `\n`.
+    pub async fn event(&mut self) -> Option<Sse> {
+        let mut ev = Sse::default();
+        let mut any = false;
+        loop {
+            let line = String::from_utf8(self.until(b"\n").await?).unwrap();
+            if line.is_empty() {
+                // The stream's opening `retry:` alone is not an event.
+                if any && (!ev.event.is_empty() || !ev.data.is_empty()) {
+                    return Some(ev);
+                }
+                any = false;
+                continue;
+            }
+            if line.starts_with(':') {
+                ev.comments.push(line);
+                continue;
+            }
+            any = true;
+            let (field, value) = match line.split_once(':') {
+                Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
+                None => (line.as_str(), ""),
+            };
+            match field {
+                "id" => ev.id = Some(value.to_string()),
+                "event" => ev.event = value.to_string(),
+                "topic" => ev.topic = value.to_string(),
+                "retry" => ev.retry = Some(value.parse().unwrap()),
+                "data" => ev.data.push(value.to_string()),
+                other => panic!("unexpected SSE field {other:?}"),
+            }
+        }
+    }
+
+    /// Expects the stream to end (after discarding nothing): no more data.
+    pub async fn expect_end(&mut self) {
+        while self.fill().await {}
+        assert!(
+            self.buf.iter().all(|b| b.is_ascii_whitespace()),
+            "trailing data: {:?}",
+            String::from_utf8_lossy(&self.buf)
+        );
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Sse {
+    pub id: Option<String>,
+    pub event: String,
+    pub topic: String,
+    pub retry: Option<u64>,
+    pub data: Vec<String>,
+    pub comments: Vec<String>,
+}
+
+impl Sse {
+    /// The data as `EventSource` gives it.
+    pub fn data(&self) -> String {
+        self.data.join("\n")
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.data()).unwrap()
+    }
+}
