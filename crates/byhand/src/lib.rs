@@ -262,14 +262,24 @@ struct Current {
 }
 
 impl Current {
-    fn scale(&self, duration: Duration) -> Duration {
-        duration.div_f64(self.speed)
+    /// How long a sleep of `duration` really takes at this speed, capped at
+    /// [`LONGEST_SLEEP`] so that `sleep(Duration::MAX)` or a tiny speed
+    /// cannot overflow the deadline (`Instant + Duration` panics on
+    /// overflow; a monotonic clock plus a century does not).
+    fn wall_time(&self, duration: Duration) -> Duration {
+        Duration::try_from_secs_f64(duration.as_secs_f64() / self.speed)
+            .unwrap_or(LONGEST_SLEEP)
+            .min(LONGEST_SLEEP)
     }
 
     fn forget(&self, task: &Task) {
         self.tasks.borrow_mut().remove(&task.id());
     }
 }
+
+/// The longest a sleep really waits: a hundred years is "forever" for
+/// every program this executor will run.
+const LONGEST_SLEEP: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
 
 thread_local! {
     static CURRENT: RefCell<Option<Rc<Current>>> = const { RefCell::new(None) };

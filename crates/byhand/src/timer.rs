@@ -120,7 +120,7 @@ impl Future for Sleep {
         let deadline = match self.deadline {
             Some(deadline) => deadline,
             None => {
-                let deadline = now + crate::current(|rt| rt.scale(self.duration));
+                let deadline = now + crate::current(|rt| rt.wall_time(self.duration));
                 self.deadline = Some(deadline);
                 deadline
             }

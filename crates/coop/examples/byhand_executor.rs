@@ -68,11 +68,11 @@ fn main() {
     });
 }
 
-/// `COOP_SPEED`, or 1 (real time) when unset or not a number above 0.
+/// `COOP_SPEED`, or 1 (real time) when unset or outside 0.01..=1000000.
 fn speed() -> f64 {
     std::env::var("COOP_SPEED")
         .ok()
         .and_then(|s| s.parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s > 0.0)
+        .filter(|s| (0.01..=1e6).contains(s))
         .unwrap_or(1.0)
 }

@@ -35,12 +35,13 @@ async fn main() {
     println!("square(4) = {result}");
 }
 
-/// The talk's `n` seconds, divided by `COOP_SPEED` (default 1: real time).
+/// The talk's `n` seconds, divided by `COOP_SPEED` (default 1: real time;
+/// values outside 0.01..=1000000 are ignored).
 fn talk_seconds(n: u64) -> Duration {
     let speed = std::env::var("COOP_SPEED")
         .ok()
         .and_then(|s| s.parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s > 0.0)
+        .filter(|s| (0.01..=1e6).contains(s))
         .unwrap_or(1.0);
     Duration::from_secs(n).div_f64(speed)
 }

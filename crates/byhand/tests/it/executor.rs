@@ -315,3 +315,20 @@ fn block_on_can_run_again_after_a_previous_run() {
     assert_eq!(block_on(async { spawn(async { 1 }).await }), 1);
     assert_eq!(block_on(async { spawn(async { 2 }).await }), 2);
 }
+
+#[test]
+fn sleeps_too_long_to_represent_do_not_overflow() {
+    // An endless sleep, at normal speed and on a very slow runtime: the
+    // deadline is capped instead of overflowing `Instant` (which panics).
+    for speed in [1.0, 1e-300] {
+        let rt = Runtime::with_speed(speed).unwrap();
+        let still_sleeping = rt.block_on(async {
+            let endless = spawn(sleep(Duration::MAX));
+            // Let the task run once, so its sleep computes the deadline.
+            yield_now().await;
+            yield_now().await;
+            !endless.is_finished()
+        });
+        assert!(still_sleeping);
+    }
+}

@@ -41,6 +41,9 @@ pub struct ByhandArgs {
     pub step: Option<u8>,
 }
 
+const MIN_SPEED: f64 = 0.01;
+const MAX_SPEED: f64 = 1_000_000.0;
+
 /// The speed factor, set once at the start of `run`. A global rather than an
 /// argument so that `square` and `cube` keep the talk's signatures.
 static SPEED: OnceLock<f64> = OnceLock::new();
@@ -75,6 +78,15 @@ fn say_elapsed(start: Instant, note: &str) {
 }
 
 pub fn run(args: ByhandArgs) -> anyhow::Result<ExitCode> {
+    // Bounded so that every sleep stays a sensible duration: 0.01 turns 3 s
+    // into 5 minutes, a million turns it into 3 microseconds.
+    if !(MIN_SPEED..=MAX_SPEED).contains(&args.speed) {
+        return Err(ConfigError(format!(
+            "--speed must be between {MIN_SPEED} and {MAX_SPEED}, got {}",
+            args.speed
+        ))
+        .into());
+    }
     let rt = byhand::Runtime::with_speed(args.speed)
         .map_err(|err| ConfigError(format!("--speed: {err}")))?;
     let _ = SPEED.set(args.speed);
