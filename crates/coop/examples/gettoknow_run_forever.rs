@@ -3,7 +3,7 @@
 //!
 //! A tokio runtime has no `run_forever`: it runs for as long as the future
 //! given to `block_on` is pending. So "forever" is a future that waits for a
-//! stop signal, and `loop.stop()` is cancelling that signal. A
+//! stop signal, and the talk's `loop.stop()` becomes sending that signal. A
 //! `CancellationToken` is the usual signal: cheap to clone, any task may
 //! cancel it, and every clone sees it. (A real server would also stop on
 //! Ctrl-C; so does this example.) Set `COOP_SPEED=100` to count faster.
