@@ -23,6 +23,11 @@ use super::ConfigError;
 /// The most cooks `--cooks` accepts: enough to show that more do not help.
 const MAX_COOKS: u8 = 16;
 
+/// Waits shorter than this (virtual ms) are not reported: on the wall clock,
+/// timer jitter times the speedup shows up as waits of a few virtual
+/// milliseconds that no one queued for. They would print as `00:00` anyway.
+const MIN_REPORTED_WAIT_MS: u64 = 500;
+
 /// Width of the ASCII chart, in columns.
 const CHART_WIDTH: usize = 80;
 
@@ -259,7 +264,7 @@ impl Widths {
             rw = self.recipe,
             sw = self.step
         );
-        if s.queued_ms() > 0 {
+        if s.queued_ms() >= MIN_REPORTED_WAIT_MS {
             let what = match s.kind {
                 Kind::HandsOn => "a cook",
                 Kind::Wait => "the appliance",
@@ -374,7 +379,7 @@ fn summary(menu: &Menu, t: &Timeline) -> Vec<String> {
             kitchen::mmss(t.total_ms.saturating_sub(busy))
         ));
     }
-    lines.push(why(t));
+    lines.extend(why(t));
     lines
 }
 
@@ -392,9 +397,9 @@ fn saved(from: u64, to: u64) -> String {
 /// One sentence on why the total is what it is: which recipe finished last,
 /// how long it takes on its own, and what it waited for (and who kept it
 /// waiting).
-fn why(t: &Timeline) -> String {
+fn why(t: &Timeline) -> Vec<String> {
     let Some((index, last)) = t.last_recipe() else {
-        return "why: nothing to cook".into();
+        return vec!["why: nothing to cook".into()];
     };
     let mut text = format!(
         "why {}: {} is ready last; on its own it takes {}",
@@ -410,10 +415,11 @@ fn why(t: &Timeline) -> String {
                 before.join(" and ")
             ));
         }
-        return text;
+        return vec![text];
     }
     let waits: Vec<String> = t
         .queued_steps(index)
+        .filter(|s| s.queued_ms() >= MIN_REPORTED_WAIT_MS)
         .map(|s| {
             let blocker = match s.kind {
                 Kind::HandsOn => {
@@ -431,7 +437,7 @@ fn why(t: &Timeline) -> String {
                 Kind::Wait => format!("for the {}", s.appliance.map_or("appliance", |a| a.name())),
             };
             format!(
-                "{} ({}-{}) before {:?} {blocker}",
+                "  it waited {} ({}-{}) before {:?} {blocker}",
                 kitchen::mmss(s.queued_ms()),
                 kitchen::mmss(s.asked_ms),
                 kitchen::mmss(s.start_ms),
@@ -440,9 +446,9 @@ fn why(t: &Timeline) -> String {
         })
         .collect();
     if waits.is_empty() {
-        text.push_str(" and it never waited: the schedule is as short as it can be");
-    } else {
-        text.push_str(&format!(", and it waited {}", waits.join("; ")));
+        text.push_str(", and it never waited: the schedule is as short as it can be");
+        return vec![text];
     }
-    text
+    text.push_str(", but:");
+    std::iter::once(text).chain(waits).collect()
 }

@@ -6,7 +6,7 @@
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use crate::support::coop;
+use crate::support::{coop, example};
 
 fn kitchen(args: &[&str]) -> Output {
     coop()
@@ -304,4 +304,35 @@ fn real_time_with_a_huge_speedup_finishes_quickly_and_prints_live() {
     );
     assert!(out.contains("bring to a boil"), "{out}");
     assert!(out.contains("wall clock at 1000000x"), "{out}");
+}
+
+#[test]
+fn example_kitchen_dinner_prints_the_same_schedule() {
+    let o = example("kitchen_dinner")
+        .output()
+        .expect("run kitchen_dinner");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "00:00  salmon  preheat the oven to 350 °F (the cook is free)",
+            "00:00  rice    water and butter into the pot (the cook)",
+            "00:30  rice    bring to a boil (the cook is free)",
+            "00:30  beans   poke holes in the bag (the cook)",
+            "01:30  beans   microwave 5 minutes (the cook is free)",
+            "01:30  salmon  arrange the filets on a baking sheet (the cook)",
+            "02:30  rice    stir in spices and rice, cover (the cook)",
+            "03:00  rice    simmer 22 minutes (the cook is free)",
+            "03:00  salmon  slather with orange-ginger dressing (the cook)",
+            "03:30  salmon  bake 18 minutes (the cook is free)",
+            "25:00  rice    fluff (the cook)",
+            "25:30  rice    let stand 5 minutes (the cook is free)",
+            "30:30  dinner: salmon, rice pilaf and green beans",
+            "dinner in 30:30 (one after the other: 56:00)",
+        ]
+    );
+    // The hand-written version and `coop kitchen` agree on the total.
+    assert!(ok(&[]).contains("total: 30.5 min (30:30)"));
 }
