@@ -8,6 +8,7 @@
 
 mod cli;
 mod commands;
+mod web;
 
 use std::process::ExitCode;
 

@@ -229,6 +229,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let addr = SocketAddr::new(args.bind, args.port);
     let listener = listen(addr).with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
+    let router = router.merge(crate::web::router(local));
     // The one line on stdout: scripts and tests wait for it.
     {
         use std::io::Write;
