@@ -1,0 +1,74 @@
+# Shared helpers for the benchmark scripts (sourced, not run). Starts and
+# stops the anchors from ../shared/anchors and coop itself, and records
+# results as JSON lines. Benchmarks are not tests: nothing here runs in CI.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+ANCHORS="${ANCHORS:-$ROOT/../shared/anchors}"
+OUT="${OUT:-$ROOT/target/bench-results}"
+mkdir -p "$OUT"
+NCHAN_PREFIX=/tmp/nchan
+
+# The binary under test and the load generator. A private copy, so a
+# rebuild by someone else during a run cannot swap it.
+COOP_SRC="${COOP_SRC:-$ROOT/target/release/coop}"
+COOP=/tmp/coop-bench-$$
+cp "$COOP_SRC" "$COOP"
+trap 'rm -f "$COOP"; stop_all' EXIT
+
+STARTED_PIDS=()
+
+log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
+load() { uptime | sed 's/.*load average: //'; }
+
+wait_port() { # port
+  for _ in $(seq 1 100); do
+    (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "nothing listens on port $1" >&2; return 1
+}
+
+start_nchan() {
+  mkdir -p "$NCHAN_PREFIX/logs" "$NCHAN_PREFIX/tmp"
+  if [ -f "$NCHAN_PREFIX/logs/nginx.pid" ] && kill -0 "$(cat "$NCHAN_PREFIX/logs/nginx.pid")" 2>/dev/null; then
+    return 0
+  fi
+  nginx -c "$ANCHORS/nchan.conf" -p "$NCHAN_PREFIX/"
+  wait_port 8090
+}
+stop_nchan() {
+  [ -f "$NCHAN_PREFIX/logs/nginx.pid" ] && nginx -c "$ANCHORS/nchan.conf" -p "$NCHAN_PREFIX/" -s quit 2>/dev/null || true
+  sleep 0.5
+}
+# master and workers, comma separated (coop bench --server-pid sums them)
+nchan_pids() {
+  local m; m=$(cat "$NCHAN_PREFIX/logs/nginx.pid")
+  echo "$m $(pgrep -P "$m")" | tr -s ' \n' ',' | sed 's/,$//'
+}
+
+# start_bg NAME PORT CMD... : starts CMD in the background, waits for PORT,
+# prints its pid.
+start_bg() {
+  local name=$1 port=$2; shift 2
+  "$@" > "$OUT/$name.log" 2>&1 &
+  local pid=$!
+  STARTED_PIDS+=("$pid")
+  wait_port "$port"
+  echo "$pid"
+}
+stop_pid() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+stop_all() { for p in "${STARTED_PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; }
+
+start_coop() { # PORT ARGS...
+  local port=$1; shift
+  start_bg "coop-$port" "$port" "$COOP" serve -q --port "$port" "$@"
+}
+start_aiohub() { start_bg aiohub 8092 python3 "$ANCHORS/aiohttp_hub.py" 8092; }
+start_aiofarm() { start_bg aiofarm 8093 python3 "$ANCHORS/aiohttp_farm.py" 8093 "$1"; }
+
+# record LABEL RUN JSON: one line per run in $OUT/results.jsonl
+record() {
+  python3 -c 'import json,sys; print(json.dumps({"label":sys.argv[1],"run":int(sys.argv[2]),"load":sys.argv[3],"report":json.loads(sys.argv[4])}))' \
+    "$1" "$2" "$(load)" "$3" >> "$OUT/results.jsonl"
+}

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Hub figures of issue 3: coop and nchan alternated RUNS times (default 5),
+# the talk's aiohttp hub beside them, medians printed by median.py.
+#   scripts/bench/hub.sh [RUNS] [SCENARIOS...]
+# Scenarios: throughput offered latency (all by default). Results go to
+# target/bench-results/results.jsonl (one JSON line per run).
+source "$(dirname "$0")/common.sh"
+RUNS=${1:-5}; shift || true
+SCENARIOS=${*:-throughput offered latency}
+COOP_PORT=8081
+
+args_for() {
+  case $1 in
+    throughput) echo "-n 1000 -m 1000 -p 1" ;;
+    offered) echo "-n 1000 -m 1000 -p 32 --rate 1000" ;;
+    latency) echo "-n 10000 --rate 10 --duration 30s -p 1 --sources 16" ;;
+  esac
+}
+
+fanout() { # LABEL RUN URL PIDS ARGS...
+  local label=$1 run=$2 url=$3 pids=$4; shift 4
+  log "$label run $run (load $(load))"
+  local json
+  json=$("$COOP" bench fanout --url "$url" --server-pid "$pids" --json "$@" || true)
+  if [ -n "$json" ]; then record "$label" "$run" "$json"; else log "$label run $run failed"; fi
+}
+
+start_nchan
+for s in $SCENARIOS; do
+  for run in $(seq 1 "$RUNS"); do
+    pid=$(start_coop $COOP_PORT)
+    # shellcheck disable=SC2046
+    fanout "coop-$s" "$run" "http://127.0.0.1:$COOP_PORT/" "$pid" $(args_for "$s")
+    stop_pid "$pid"
+    fanout "nchan-$s" "$run" "http://127.0.0.1:8090/" "$(nchan_pids)" $(args_for "$s")
+  done
+  if [ "${AIOHTTP:-1}" = 1 ] && [ "$s" != offered ]; then
+    pid=$(start_aiohub)
+    # shellcheck disable=SC2046
+    fanout "aiohttp-$s" 1 "http://127.0.0.1:8092/" "$pid" $(args_for "$s")
+    stop_pid "$pid"
+  fi
+done
+python3 "$(dirname "$0")/median.py" "$OUT/results.jsonl"
