@@ -68,6 +68,22 @@ pub struct HubArgs {
     /// Origin allowed to use the hub from a browser (repeat, or `*`).
     #[arg(long = "cors-origin", env = "COOP_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
+
+    /// Keep history durably in this directory (SQLite, WAL): publishes are
+    /// answered once on disk, and a restart (even `kill -9`) loses nothing
+    /// that was answered. One process per directory.
+    #[arg(long, env = "COOP_DATA_DIR", conflicts_with = "redis")]
+    pub data_dir: Option<std::path::PathBuf>,
+
+    /// With `--data-dir`: fsync every commit (survives power loss, not
+    /// only a crash of the process), at a large cost in publishes/s.
+    #[arg(long, env = "COOP_DATA_FSYNC", requires = "data_dir")]
+    pub data_fsync: bool,
+
+    /// Cluster mode: ids, history and fan-out through this Redis
+    /// (`redis://host:6379/0`); every node on the same Redis acts as one hub.
+    #[arg(long, env = "COOP_REDIS_URL")]
+    pub redis: Option<String>,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -127,7 +143,19 @@ impl HubArgs {
 /// long-lived streams watch it and end themselves.
 pub async fn build(args: &HubArgs, shutdown: CancellationToken) -> anyhow::Result<HubParts> {
     let config = args.config()?;
-    let hub = hub::Hub::new(config, shutdown);
+    let hub = if let Some(dir) = &args.data_dir {
+        let options = hub::store::sqlite::SqliteOptions {
+            fsync: args.data_fsync,
+            ..Default::default()
+        };
+        let data = hub::store::sqlite::DataDir::open(dir, options)?;
+        hub::Hub::with_backend(config, shutdown, |c, f| data.backend(c, f))
+    } else if let Some(url) = &args.redis {
+        let conn = hub::store::redis::RedisConn::connect(url).await?;
+        hub::Hub::with_backend(config, shutdown, |c, f| conn.backend(c, f))
+    } else {
+        hub::Hub::new(config, shutdown)
+    };
     let health_hub = hub.clone();
     Ok(HubParts {
         router: hub::router(hub),

@@ -24,6 +24,7 @@
 //! re-reads after a reconnect may overlap safely.
 
 pub mod local;
+pub mod redis;
 
 use std::sync::Arc;
 

@@ -39,6 +39,7 @@
 //! so). Topics whose history becomes empty are forgotten.
 
 pub mod memory;
+pub mod redis;
 pub mod sqlite;
 
 use std::time::Duration;

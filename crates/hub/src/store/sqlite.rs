@@ -963,3 +963,13 @@ mod tests {
         assert_eq!(h.messages.iter().map(|m| m.id).collect::<Vec<_>>(), ids);
     }
 }
+
+impl DataDir {
+    /// The durable backend for a hub: this store and a local broker feeding
+    /// `fanout`. Pass to [`Hub::with_backend`](crate::Hub::with_backend).
+    pub fn backend(self, config: &crate::Config, fanout: crate::broker::Fanout) -> crate::Backend {
+        let broker: Arc<dyn Broker> = Arc::new(crate::broker::local::LocalBroker::new(fanout));
+        let store = Arc::new(self.into_store(config.retention, config.max_topics, broker.clone()));
+        crate::Backend { store, broker }
+    }
+}
