@@ -30,7 +30,7 @@ pub fn recipe_letters(names: &[String]) -> Vec<char> {
             .chars()
             .filter(|c| c.is_ascii_alphanumeric())
             .map(|c| c.to_ascii_uppercase())
-            .chain("123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ@$%&*+".chars())
+            .chain("123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz@$%&*+=".chars())
             .find(|c| !taken.contains(c))
             .unwrap_or('?');
         taken.push(pick);
@@ -55,7 +55,8 @@ fn scale(total_ms: u64, max_cols: usize) -> (u64, u64) {
         .iter()
         .copied()
         .find(|m| m * 60 / per_col >= 6 && (m * 60) % per_col == 0)
-        .unwrap_or(600);
+        // Very long dinners: a label every 6 columns, whatever that is.
+        .unwrap_or_else(|| (per_col * 6).div_ceil(60));
     (per_col, tick_min)
 }
 
@@ -89,7 +90,9 @@ pub fn ascii(t: &Timeline, width: usize) -> String {
 
     let mut out = String::new();
     // Axis: minute labels over tick marks.
-    let tick_cols = (tick_min * 60 / per_col) as usize;
+    // At least 6 by the choice of `tick_min`; never 0, or the loop below
+    // would not end.
+    let tick_cols = ((tick_min * 60 / per_col) as usize).max(1);
     let mut labels = " ".repeat(label_w);
     let mut marks = " ".repeat(label_w);
     let mut col = 0;
@@ -267,7 +270,7 @@ pub fn svg(t: &Timeline) -> String {
     let tick_min = [1u64, 2, 5, 10, 15, 30, 60, 120, 300, 600]
         .into_iter()
         .find(|m| t.total_ms / (m * 60_000) <= 12)
-        .unwrap_or(1440);
+        .unwrap_or_else(|| (t.total_ms / 60_000).div_ceil(12).max(1));
     let axis_y = TOP - 10.0;
     let mut m = 0;
     while m * 60_000 <= t.total_ms {
@@ -367,7 +370,12 @@ pub fn svg(t: &Timeline) -> String {
                 r##"<rect x="{bx:.1}" y="{cy:.1}" width="{bw:.1}" height="{BAR}" rx="3" fill="{col}" stroke="#ffffff"><title>{tip}</title></rect>"##,
                 tip = xml(&tip),
             );
-            let initial = s.recipe.chars().take(1).collect::<String>();
+            let initial = s
+                .recipe
+                .chars()
+                .take(1)
+                .flat_map(char::to_uppercase)
+                .collect::<String>();
             let tight = |text: &str| (text.chars().count() as f64) * CHAR_W + 3.0 <= bw;
             if let Some(text) = [s.recipe.clone(), initial].into_iter().find(|l| tight(l)) {
                 let _ = writeln!(
@@ -462,6 +470,15 @@ mod tests {
     fn scale_gives_the_talk_thirty_seconds_a_column() {
         assert_eq!(scale(30 * 60_000 + 30_000, 70), (30, 5));
         assert_eq!(scale(56 * 60_000, 70), (60, 10));
+    }
+
+    #[test]
+    fn scale_copes_with_very_long_dinners() {
+        // 64 recipes of 256 day-long steps, one after the other.
+        let total = 64 * 256 * 24 * 3_600_000;
+        let (per_col, tick_min) = scale(total, 70);
+        assert!(total / 1000 / per_col <= 70);
+        assert!(tick_min * 60 / per_col >= 6);
     }
 
     #[test]
