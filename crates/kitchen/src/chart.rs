@@ -98,9 +98,13 @@ pub fn ascii(t: &Timeline, width: usize) -> String {
     let mut col = 0;
     while col <= cols {
         let text = (col as u64 * per_col / 60).to_string();
-        let pad = (label_w + col).saturating_sub(labels.chars().count());
-        labels.push_str(&" ".repeat(pad));
-        labels.push_str(&text);
+        let used = labels.chars().count();
+        // A label goes over its mark only if it leaves a space after the
+        // previous one; huge numbers (dinners of many days) skip some.
+        if col == 0 || used < label_w + col {
+            labels.push_str(&" ".repeat(label_w + col - used.min(label_w + col)));
+            labels.push_str(&text);
+        }
         marks.push_str(&" ".repeat((label_w + col).saturating_sub(marks.chars().count())));
         marks.push('|');
         col += tick_cols;

@@ -101,3 +101,25 @@ fn assert_balanced(doc: &str) {
     }
     assert!(stack.is_empty(), "unclosed: {stack:?}");
 }
+
+/// Regression: for dinners of many days the axis tick came out as 0
+/// columns and `ascii` looped forever. Now it must end and stay narrow.
+#[test]
+fn ascii_chart_of_a_months_long_dinner_ends_and_fits() {
+    let mut t = dinner(1);
+    let scale = 64 * 256 * 24 * 60 / 30; // stretch 30 minutes to 64*256 days
+    for s in &mut t.steps {
+        s.asked_ms *= scale;
+        s.start_ms *= scale;
+        s.end_ms *= scale;
+    }
+    for r in &mut t.recipes {
+        r.ready_ms *= scale;
+    }
+    t.total_ms *= scale;
+    let chart = ascii(&t, 80);
+    for line in chart.lines().take(6) {
+        assert!(line.chars().count() <= 90, "too wide: {line}");
+    }
+    assert!(svg(&t).ends_with("</svg>\n"));
+}
