@@ -5,7 +5,7 @@
 //!
 //! The runtime's clock is paused (`start_paused = true`): whenever every
 //! future is waiting, tokio jumps the clock to the next timer, so the
-//! 30-odd minutes take a millisecond and print exact virtual times. The
+//! 30-odd minutes take milliseconds and print exact virtual times. The
 //! step durations are the ones `coop kitchen` uses (see
 //! `crates/kitchen/src/recipe.rs`), so this prints the same total.
 //!

@@ -13,7 +13,7 @@
 //! Here each recipe is a real `async fn`, the cook is a real tokio
 //! semaphore, and the waits are real `tokio::time::sleep`s. Run on a runtime
 //! whose clock is paused, tokio skips ahead to the next timer whenever every
-//! task is waiting: half an hour of cooking takes a millisecond, and the
+//! task is waiting: half an hour of cooking takes milliseconds, and the
 //! timeline is exact and the same every time.
 //!
 //! ```

@@ -5,7 +5,7 @@
 //! Time comes from tokio. On a runtime whose clock is paused
 //! (`start_paused(true)`, or `#[tokio::test(start_paused = true)]`), tokio
 //! jumps the clock to the next timer whenever every task is waiting, so 30
-//! virtual minutes pass in microseconds and land on exact milliseconds:
+//! virtual minutes pass in milliseconds and land on exact milliseconds:
 //! [`cook_virtual`] builds such a runtime. With [`Pace::RealTime`] the very
 //! same code sleeps `duration / speedup` on the wall clock and reports
 //! elapsed time times `speedup`, so `--speedup 60` shows a minute per second.
@@ -13,7 +13,11 @@
 //! Determinism: on a single-threaded runtime, tasks run in the order they
 //! were spawned or woken, and the cooks' semaphore is first-come
 //! first-served, so the same menu always gives the same timeline. The tests
-//! rely on that to assert exact totals.
+//! rely on that to assert exact totals. One subtlety: when two steps end at
+//! the same virtual instant, their tasks resume in the order tokio's timer
+//! yields them, which is fixed for a given tokio but not documented. It only
+//! decides ties (with two cooks, whether cook 1 or cook 2 stirs the rice at
+//! 02:00), never a total of the built-in menu; the tests pin it.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
