@@ -61,7 +61,11 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            rt.block_on(async move {
+            // `coop speak` may end with thousands of pooled connections
+            // open; closing them one by one at exit costs seconds and helps
+            // nobody, so its runtime is abandoned rather than torn down.
+            let abandon_runtime = matches!(other, Command::Speak(_));
+            let result = rt.block_on(async move {
                 match other {
                     Command::Serve(args) => serve::run(args).await,
                     Command::Speak(args) => speak::run(args).await,
@@ -70,7 +74,11 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
                     Command::Bench(args) => bench::run(args).await,
                     Command::Byhand(_) | Command::Kitchen(_) => unreachable!("handled above"),
                 }
-            })
+            });
+            if abandon_runtime {
+                rt.shutdown_background();
+            }
+            result
         }
     }
 }
