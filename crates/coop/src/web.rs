@@ -35,6 +35,7 @@ use tokio::sync::Semaphore;
 const INDEX_HTML: &str = include_str!("../web/index.html");
 const APP_JS: &str = include_str!("../web/app.js");
 const STYLE_CSS: &str = include_str!("../web/style.css");
+const FAVICON_SVG: &str = include_str!("../web/favicon.svg");
 
 /// Animals in one race at most: enough to make the point, few enough that
 /// the timeline stays readable and a race cannot become a load test.
@@ -89,6 +90,7 @@ pub fn router(local: SocketAddr) -> Router {
         .route("/ui/", get(index))
         .route("/ui/app.js", get(app_js))
         .route("/ui/style.css", get(style_css))
+        .route("/ui/favicon.svg", get(favicon))
         .route("/api/kitchen", get(kitchen_chart))
         .route("/api/race", get(race))
         .with_state(state)
@@ -126,6 +128,10 @@ async fn app_js() -> Response {
 
 async fn style_css() -> Response {
     asset("text/css; charset=utf-8", STYLE_CSS)
+}
+
+async fn favicon() -> Response {
+    asset("image/svg+xml", FAVICON_SVG)
 }
 
 /// `400` or `503` with a one-line reason.

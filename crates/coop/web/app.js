@@ -84,10 +84,11 @@ function subscribe(spec) {
   });
   es.addEventListener("message", (e) => {
     // EventSource drops SSE fields it does not know (the hub's `topic:`),
-    // so the log names the subscription, which is the topic when it names
-    // just one.
+    // so a message's topic is shown only when the subscription names just
+    // one topic.
+    const single = !spec.includes(",") && !spec.includes("*");
     const time = new Date().toLocaleTimeString();
-    logEntry("msg", "#" + e.lastEventId + " · " + spec + " · " + time, e.data);
+    logEntry("msg", "#" + e.lastEventId + (single ? " · " + spec : "") + " · " + time, e.data);
   });
   es.addEventListener("gap", (e) => {
     logEntry("note", "gap", "Some messages are no longer held: " + e.data);

@@ -8,3 +8,4 @@ mod byhand;
 mod examples;
 mod hub;
 mod kitchen;
+mod web;

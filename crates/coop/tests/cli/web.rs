@@ -1,0 +1,497 @@
+//! End-to-end tests: the web page at `/ui`, in a real browser.
+//!
+//! Debian's headless Chromium, driven through chromedriver over the W3C
+//! WebDriver protocol (plain JSON over HTTP: the few commands needed are
+//! spoken directly with reqwest, see [`Browser`]). The browser loads the page
+//! from a real `coop serve`, publishes from the page and sees the message in
+//! the page's log, sees a message published over plain HTTP (as curl would),
+//! runs a small animal race and reads the totals off the page, reads the
+//! kitchen's totals, and checks the page met no error. It saves
+//! `target/ui-screenshot.png` (desktop) and `target/ui-screenshot-phone.png`.
+//!
+//! Chromium missing is a failure, not a skip: `.ci/run` installs
+//! `chromium` and `chromium-driver`.
+//!
+//! The endpoints behind the page (`/api/race`, `/api/kitchen`) are also
+//! tested without a browser, including their answers to bad input.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde_json::{json, Value};
+
+use crate::support::Server;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// The W3C key of an element reference in WebDriver answers.
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// Generous: the machine is shared with compilers, and Chromium's first
+/// start takes seconds.
+const WAIT: Duration = Duration::from_secs(30);
+
+fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("http client")
+}
+
+/// A chromedriver process and one headless Chromium session; both end on
+/// drop.
+struct Browser {
+    driver: Child,
+    base: String,
+    session: String,
+    http: reqwest::blocking::Client,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    fn start() -> Browser {
+        for bin in [CHROMIUM, CHROMEDRIVER] {
+            assert!(
+                Path::new(bin).exists(),
+                "{bin} is missing: the browser test needs Debian's chromium and chromium-driver \
+                 (apt-get install -y chromium chromium-driver; .ci/run installs them)"
+            );
+        }
+        let port = {
+            let probe = TcpListener::bind("127.0.0.1:0").expect("bind a probe port");
+            probe.local_addr().expect("probe address").port()
+        };
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let http = http();
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let ready = http
+                .get(format!("{base}/status"))
+                .send()
+                .ok()
+                .and_then(|r| r.json::<Value>().ok())
+                .is_some_and(|v| v["value"]["ready"] == true);
+            if ready {
+                break;
+            }
+            assert!(Instant::now() < deadline, "chromedriver did not get ready");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let profile = tempfile::tempdir().expect("a fresh profile dir");
+        let caps = json!({
+            "capabilities": { "alwaysMatch": {
+                "browserName": "chrome",
+                "goog:chromeOptions": {
+                    "binary": CHROMIUM,
+                    "args": [
+                        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                        "--no-first-run", "--disable-background-networking",
+                        "--disable-component-update", "--disable-sync",
+                        "--disable-dev-shm-usage", "--window-size=1280,900",
+                        format!("--user-data-dir={}", profile.path().display()),
+                    ],
+                },
+                "goog:loggingPrefs": { "browser": "ALL" },
+            }}
+        });
+        let answer: Value = http
+            .post(format!("{base}/session"))
+            .json(&caps)
+            .send()
+            .and_then(|r| r.json())
+            .expect("create a WebDriver session");
+        let session = answer["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session from chromedriver: {answer}"))
+            .to_string();
+        Browser {
+            driver,
+            base,
+            session,
+            http,
+            _profile: profile,
+        }
+    }
+
+    /// One WebDriver command; panics with the driver's message on error.
+    fn cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}/session/{}{}", self.base, self.session, path);
+        let mut req = self.http.request(method, &url);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let res = req.send().unwrap_or_else(|e| panic!("{url}: {e}"));
+        let status = res.status();
+        let v: Value = res.json().unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert!(status.is_success(), "{path} failed ({status}): {v}");
+        v["value"].clone()
+    }
+
+    fn post(&self, path: &str, body: Value) -> Value {
+        self.cmd(reqwest::Method::POST, path, Some(body))
+    }
+
+    fn goto(&self, url: &str) {
+        self.post("/url", json!({ "url": url }));
+    }
+
+    /// Runs `script` (a function body; `arguments` as usual) in the page.
+    fn js(&self, script: &str, args: Value) -> Value {
+        self.post("/execute/sync", json!({ "script": script, "args": args }))
+    }
+
+    fn find(&self, css: &str) -> String {
+        let v = self.post("/element", json!({ "using": "css selector", "value": css }));
+        v[ELEMENT_KEY]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element {css}: {v}"))
+            .to_string()
+    }
+
+    /// Clears an input and types `text` into it, as a user would.
+    fn type_into(&self, css: &str, text: &str) {
+        let el = self.find(css);
+        self.post(&format!("/element/{el}/clear"), json!({}));
+        self.post(&format!("/element/{el}/value"), json!({ "text": text }));
+    }
+
+    fn click(&self, css: &str) {
+        let el = self.find(css);
+        self.post(&format!("/element/{el}/click"), json!({}));
+    }
+
+    /// Polls `script` until it returns something truthy; returns that.
+    fn wait_for(&self, what: &str, script: &str) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let v = self.js(script, json!([]));
+            if !(v.is_null() || v == false || v == "" || v == 0) {
+                return v;
+            }
+            if Instant::now() > deadline {
+                let log = self.js("return document.querySelector('#log').innerText", json!([]));
+                panic!("timed out waiting for {what}; the page's log:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn set_size(&self, width: u32, height: u32) {
+        self.post("/window/rect", json!({ "width": width, "height": height }));
+    }
+
+    fn screenshot(&self, path: &Path) {
+        let v = self.cmd(reqwest::Method::GET, "/screenshot", None);
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().expect("screenshot is base64"))
+            .expect("screenshot decodes");
+        assert!(png.starts_with(b"\x89PNG"), "the screenshot is a PNG");
+        std::fs::write(path, png).expect("write the screenshot");
+    }
+
+    /// Severe entries of the browser's console log (errors, failed loads).
+    fn console_errors(&self) -> Vec<String> {
+        let v = self.post("/se/log", json!({ "type": "browser" }));
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["level"] == "SEVERE")
+            .map(|e| e["message"].to_string())
+            .collect()
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self
+            .http
+            .delete(format!("{}/session/{}", self.base, self.session))
+            .send();
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// `target/` of this build, where the screenshots go.
+fn target_dir() -> PathBuf {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_coop"));
+    bin.ancestors()
+        .nth(2)
+        .expect("the binary lives in target/<profile>/")
+        .to_path_buf()
+}
+
+/// The whole tour in one browser session (Chromium starts once).
+#[test]
+fn page_in_a_real_browser_hub_race_kitchen() {
+    let server = Server::start(&["--delay", "200ms"]);
+    let browser = Browser::start();
+    browser.goto(&server.url("/ui"));
+
+    // The page subscribed to `default,farm.*` over SSE.
+    browser.wait_for(
+        "the SSE stream to open",
+        "return document.querySelector('#sub-status').dataset.state === 'open'",
+    );
+    assert_eq!(
+        browser.js("return document.title", json!([])),
+        "coop: the farm"
+    );
+
+    // Publish from the page's box; the message comes back through the hub.
+    browser.type_into("#pub-message", "hello from the page");
+    browser.click("#pub-button");
+    browser.wait_for(
+        "the page's own message in the log",
+        "return [...document.querySelectorAll('#log .text')].some(e => e.textContent === 'hello from the page')",
+    );
+    let status = browser.wait_for(
+        "the publish answer",
+        "const t = document.querySelector('#pub-status').textContent; return t.startsWith('published') && t",
+    );
+    assert!(
+        status.as_str().unwrap().ends_with(": 1 subscriber"),
+        "the page itself is the one subscriber: {status}"
+    );
+
+    // Publish like curl would; the page shows it too.
+    let res = http()
+        .post(server.url("/?msg=hello%20from%20curl"))
+        .send()
+        .expect("publish over HTTP");
+    assert_eq!(res.text().unwrap(), "ok");
+    browser.wait_for(
+        "curl's message in the log",
+        "return [...document.querySelectorAll('#log .text')].some(e => e.textContent === 'hello from curl')",
+    );
+    // And a topic that only the pattern `farm.*` matches.
+    http()
+        .post(server.url("/topics/farm.cow"))
+        .body("Moo!")
+        .send()
+        .expect("publish to farm.cow");
+    browser.wait_for(
+        "the pattern's message in the log",
+        "return [...document.querySelectorAll('#log .text')].some(e => e.textContent === 'Moo!')",
+    );
+    // The topic table (polled every 2 s) lists the topics published to.
+    browser.wait_for(
+        "the topics table",
+        "const t = document.querySelector('#topics tbody').innerText; return t.includes('default') && t.includes('farm.cow')",
+    );
+
+    // A small race run by the server: 5 animals, 300 ms each.
+    browser.type_into("#race-n", "5");
+    browser.type_into("#race-delay", "300");
+    browser.click("#race-button");
+    let totals = browser.wait_for(
+        "both race totals",
+        "const s = document.querySelector('#race-sequential .total').dataset.totalMs; \
+         const c = document.querySelector('#race-concurrent .total').dataset.totalMs; \
+         return s && c && [Number(s), Number(c)]",
+    );
+    let (seq, conc) = (totals[0].as_f64().unwrap(), totals[1].as_f64().unwrap());
+    // Sequential cannot beat 5 × 300 ms; concurrent is about one delay.
+    assert!(seq >= 1500.0, "sequential total {seq} ms < 5 × 300 ms");
+    assert!(conc >= 300.0, "concurrent total {conc} ms < one delay");
+    assert!(
+        conc * 2.5 < seq,
+        "concurrent ({conc} ms) should be far below sequential ({seq} ms)"
+    );
+    let bars = browser.js(
+        "return document.querySelectorAll('#race-concurrent .bar:not(.failed)').length",
+        json!([]),
+    );
+    assert_eq!(bars, 5, "one bar per animal, none failed");
+    let summary = browser.js(
+        "return document.querySelector('#race-summary').textContent",
+        json!([]),
+    );
+    assert!(
+        summary.as_str().unwrap().contains("faster"),
+        "summary: {summary}"
+    );
+
+    // The kitchen: the talk's three dinners.
+    let kitchen = browser.wait_for(
+        "the kitchen totals",
+        "return document.querySelectorAll('#kitchen-totals tbody tr').length === 3 && \
+         document.querySelector('#kitchen-totals tbody').innerText",
+    );
+    let kitchen = kitchen.as_str().unwrap();
+    for total in ["56:00", "30:30", "30:00"] {
+        assert!(
+            kitchen.contains(total),
+            "kitchen totals lack {total}: {kitchen}"
+        );
+    }
+    browser.wait_for(
+        "the kitchen chart to load",
+        "const i = document.querySelector('#kitchen-chart'); return i.complete && i.naturalWidth > 0",
+    );
+    browser.click("input[name=kmode][value=sequential]");
+    browser.wait_for(
+        "the sequential chart",
+        "return document.querySelector('#kitchen-summary').textContent.includes('56:00')",
+    );
+    browser.click("input[name=kmode][value=concurrent]");
+    browser.wait_for(
+        "the interleaved chart",
+        "const i = document.querySelector('#kitchen-chart'); \
+         return i.src.includes('mode=concurrent') && i.complete && i.naturalWidth > 0",
+    );
+
+    // No error anywhere: the page's own hook and the browser's console.
+    let errors = browser.js("return window.coopErrors", json!([]));
+    assert_eq!(errors, json!([]), "the page recorded errors");
+    let console = browser.console_errors();
+    assert!(console.is_empty(), "console errors: {console:#?}");
+
+    // Screenshots: the whole page on a desktop, the top on a phone.
+    let height = browser
+        .js("return document.documentElement.scrollHeight", json!([]))
+        .as_u64()
+        .unwrap();
+    browser.set_size(1280, height.clamp(900, 4000) as u32 + 140);
+    browser.js("window.scrollTo(0, 0)", json!([]));
+    browser.screenshot(&target_dir().join("ui-screenshot.png"));
+    browser.set_size(400, 1700);
+    let overflow = browser.js(
+        "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+        json!([]),
+    );
+    assert_eq!(overflow, 0, "the page scrolls sideways on a phone");
+    browser.screenshot(&target_dir().join("ui-screenshot-phone.png"));
+}
+
+#[test]
+fn ui_is_served_from_the_binary_with_a_strict_policy() {
+    let server = Server::start(&["--delay", "0s"]);
+    let client = http();
+    let page = client.get(server.url("/ui")).send().unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    let csp = page.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("default-src 'self'"), "{csp}");
+    let html = page.text().unwrap();
+    assert!(html.contains(r#"<script src="/ui/app.js""#));
+    for (path, kind) in [
+        ("/ui/app.js", "text/javascript"),
+        ("/ui/style.css", "text/css"),
+    ] {
+        let res = client.get(server.url(path)).send().unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+        let ct = res.headers()["content-type"].to_str().unwrap().to_string();
+        assert!(ct.starts_with(kind), "{path}: {ct}");
+    }
+    // Nothing outside the page's own files is served under /ui.
+    let missing = client.get(server.url("/ui/nope.js")).send().unwrap();
+    assert_eq!(missing.status(), 404);
+}
+
+#[test]
+fn kitchen_endpoint_answers_the_talks_totals_and_refuses_bad_modes() {
+    let server = Server::start(&["--delay", "0s"]);
+    let client = http();
+    let total = |mode: &str| -> u64 {
+        let v: Value = client
+            .get(server.url(&format!("/api/kitchen?mode={mode}&format=json")))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        v["total_ms"].as_u64().unwrap()
+    };
+    assert_eq!(total("sequential"), 56 * 60_000);
+    assert_eq!(total("concurrent"), 30 * 60_000 + 30_000);
+    assert_eq!(total("cooks2"), 30 * 60_000);
+
+    let svg = client
+        .get(server.url("/api/kitchen?mode=cooks2&format=svg"))
+        .send()
+        .unwrap();
+    assert_eq!(
+        svg.headers()["content-type"],
+        "image/svg+xml; charset=utf-8"
+    );
+    assert!(svg.text().unwrap().contains("<svg"));
+
+    for bad in ["mode=fast", "format=png"] {
+        let res = client
+            .get(server.url(&format!("/api/kitchen?{bad}")))
+            .send()
+            .unwrap();
+        assert_eq!(res.status(), 400, "{bad}");
+        let body = res.text().unwrap();
+        assert!(body.starts_with("unknown"), "{bad}: {body}");
+    }
+}
+
+#[test]
+fn race_endpoint_times_real_requests_and_refuses_bad_input() {
+    let server = Server::start(&["--delay", "5s"]);
+    let client = http();
+    let race = |q: &str| -> Value {
+        let res = client
+            .get(server.url(&format!("/api/race?{q}")))
+            .send()
+            .unwrap();
+        assert_eq!(res.status(), 200, "{q}");
+        res.json().unwrap()
+    };
+    // The race's own delay (200 ms) replaces the server's 5 s.
+    let seq = race("mode=sequential&n=3&delay_ms=200");
+    let conc = race("mode=concurrent&n=3&delay_ms=200");
+    let reqs = seq["requests"].as_array().unwrap();
+    let names: Vec<_> = reqs.iter().map(|r| r["animal"].as_str().unwrap()).collect();
+    assert_eq!(names, ["cow", "pig", "sheep"]);
+    assert_eq!(reqs[0]["sound"], "Moo!");
+    // One after the other: each starts after the one before has ended.
+    for w in reqs.windows(2) {
+        assert!(w[1]["start_ms"].as_f64() >= w[0]["end_ms"].as_f64());
+    }
+    assert!(seq["total_ms"].as_f64().unwrap() >= 600.0);
+    // All at once: every request starts before any has ended.
+    let creqs = conc["requests"].as_array().unwrap();
+    let first_end = creqs
+        .iter()
+        .map(|r| r["end_ms"].as_f64().unwrap())
+        .fold(f64::MAX, f64::min);
+    for r in creqs {
+        assert!(r["start_ms"].as_f64().unwrap() < first_end, "{r}");
+    }
+    let (c, s) = (
+        conc["total_ms"].as_f64().unwrap(),
+        seq["total_ms"].as_f64().unwrap(),
+    );
+    assert!(
+        c >= 200.0 && c < 0.7 * s,
+        "concurrent {c} ms, sequential {s} ms"
+    );
+
+    for bad in [
+        "n=0",
+        "n=51",
+        "n=two",
+        "delay_ms=5001",
+        "mode=parallel",
+        "mode=sequential&n=50&delay_ms=5000",
+    ] {
+        let res = client
+            .get(server.url(&format!("/api/race?{bad}")))
+            .send()
+            .unwrap();
+        assert_eq!(res.status(), 400, "{bad}");
+        assert!(!res.text().unwrap().trim().is_empty(), "{bad}: a reason");
+    }
+}
