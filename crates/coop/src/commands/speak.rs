@@ -151,7 +151,7 @@ pub async fn run(args: SpeakArgs) -> anyhow::Result<ExitCode> {
         bar.finish_and_clear();
     }
     if args.timing {
-        print_timing(&animals::Timing::new(times, wall), concurrency);
+        print_timing(&animals::Timing::new(times, wall), concurrency.min(total));
     }
     if failed > 0 {
         return Err(Exit(1, format!("{failed} of {total} animals failed")).into());
