@@ -163,6 +163,7 @@ impl Client {
         url
     }
 
+    // ANCHOR: speak
     /// Asks for every name, at most `concurrency` at a time, and yields the
     /// outcomes in input order, each as soon as it and all before it are
     /// done.
@@ -180,6 +181,7 @@ impl Client {
             })
             .buffered(n)
     }
+    // ANCHOR_END: speak
 
     /// Asks for one animal, retrying as configured.
     pub async fn ask(&self, index: usize, name: String) -> Outcome {

@@ -288,6 +288,7 @@ pub async fn cook(menu: &Menu, opts: Options, observer: Option<Observer>) -> Tim
     }
 }
 
+// ANCHOR: cook_recipe
 /// One recipe, step by step: the talk's `cook_rice()` with `await` where it
 /// had `sleep`.
 ///
@@ -364,6 +365,7 @@ async fn cook_recipe(kitchen: &Kitchen, log: &Log, index: usize, recipe: &Recipe
         at_ms,
     });
 }
+// ANCHOR_END: cook_recipe
 
 /// The shared record of a dinner and its clock. The std mutexes are only
 /// held to push or copy, never across an `.await`.

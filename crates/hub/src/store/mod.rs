@@ -106,6 +106,7 @@ pub enum StoreError {
     Closed,
 }
 
+// ANCHOR: store_trait
 /// Assigns ids, keeps history, enforces retention. See the module docs for
 /// the ordering contract every implementation must keep.
 ///
@@ -151,3 +152,4 @@ pub trait Store: Send + Sync + 'static {
         Ok(())
     }
 }
+// ANCHOR_END: store_trait
