@@ -330,6 +330,7 @@ async fn race(State(web): State<WebState>, Query(q): Query<RaceQuery>) -> Respon
     // Catalogue order, cycled when the race wants more than there are.
     let names: Vec<String> = (0..n).map(|i| farm[i % farm.len()].clone()).collect();
 
+    // ANCHOR: race
     let t0 = Instant::now();
     let ms = |at: Instant| at.duration_since(t0).as_secs_f64() * 1000.0;
     // Each request records its own start and end around coop's client.
@@ -356,6 +357,7 @@ async fn race(State(web): State<WebState>, Query(q): Query<RaceQuery>) -> Respon
         .await;
     }
     let total_ms = ms(Instant::now());
+    // ANCHOR_END: race
 
     let requests: Vec<RaceRequest> = runs
         .into_iter()
