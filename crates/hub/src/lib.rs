@@ -15,6 +15,8 @@
 //! - `subscriber.rs`: one subscriber's life (history, batches, heartbeats,
 //!   lag, shutdown), shared by every transport.
 //! - `hub.rs`: `Hub` (config, publish, open a subscription with history).
+//! - `direct.rs`: streaming subscribers that own their socket (the fast
+//!   path `coop serve` offers each new connection first).
 //! - `server.rs`: the HTTP routes; `auth.rs` (JWT), `limit.rs` (rate),
 //!   `error.rs` (status codes).
 //!
@@ -24,6 +26,7 @@
 
 pub mod auth;
 pub mod broker;
+pub mod direct;
 pub mod error;
 pub mod hub;
 pub mod limit;
@@ -34,6 +37,7 @@ pub mod subscriber;
 pub mod topic;
 pub mod transport;
 
+pub use direct::Takeover;
 pub use error::HubError;
 pub use hub::{Backend, Config, Hub};
 pub use message::{Message, MessageId, TopicName};

@@ -126,15 +126,18 @@ async fn subscribe_topics(
         .unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn subscribe(
-    hub: Hub,
+/// Validates a subscription request (spec, token, format, resume point),
+/// takes a subscriber slot and opens it with its history: everything up to
+/// the first byte of the response, shared by hyper-served and direct
+/// (`direct.rs`) subscribers.
+pub(crate) async fn start_subscriber(
+    hub: &Hub,
     spec: &str,
-    params: HashMap<String, String>,
-    mut parts: Parts,
-) -> Result<Response, HubError> {
+    params: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Result<Subscriber, HubError> {
     let spec = Spec::parse(spec).map_err(HubError::BadRequest)?;
-    let headers = &parts.headers;
-    let grant = grant(&hub, headers, &params)?;
+    let grant = grant(hub, headers, params)?;
     if let Some(denied) = spec.parts().find(|p| !grant.may_subscribe(p)) {
         return Err(HubError::Forbidden(format!(
             "token may not subscribe to {denied:?}"
@@ -160,7 +163,17 @@ async fn subscribe(
     }
     let slot = hub.take_slot()?;
     let opened = hub.open(&spec, since, slot).await?;
-    let sub = Subscriber::new(hub.clone(), format, opened);
+    Ok(Subscriber::new(hub.clone(), format, opened))
+}
+
+async fn subscribe(
+    hub: Hub,
+    spec: &str,
+    params: HashMap<String, String>,
+    mut parts: Parts,
+) -> Result<Response, HubError> {
+    let sub = start_subscriber(&hub, spec, &params, &parts.headers).await?;
+    let format = sub.format();
     if format == Format::WebSocket {
         let ws = WebSocketUpgrade::from_request_parts(&mut parts, &())
             .await

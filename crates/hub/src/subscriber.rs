@@ -99,6 +99,11 @@ impl Subscriber {
         self.format
     }
 
+    /// `retry:` for SSE clients at shutdown, in milliseconds.
+    pub fn retry_ms(&self) -> u64 {
+        self.hub.config().shutdown_retry_ms
+    }
+
     /// The last message id handed to the transport.
     pub fn last_id(&self) -> Option<crate::MessageId> {
         self.opened.live.last_id()
@@ -185,34 +190,28 @@ impl Subscriber {
         }
         match self.next_event().await {
             Event::Batch => Some(self.encode_frame()),
-            Event::Heartbeat => match self.format {
-                Format::Sse => Some(Bytes::from_static(sse::HEARTBEAT)),
-                Format::Ndjson => Some(Bytes::from_static(b"\n")),
-                _ => Some(Bytes::new()),
-            },
-            Event::Lagged(lag) => {
-                tracing::debug!(last_id = ?lag.last_id, "slow subscriber disconnected");
-                let json =
-                    serde_json::json!({"event": "lagged", "last_id": lag.last_id.map(|i| i.0)});
-                match self.format {
-                    Format::Sse => Some(sse::control("lagged", &json)),
-                    Format::Ndjson => Some(ndjson::control(&json)),
-                    _ => None,
-                }
-            }
-            Event::Shutdown => {
-                let json = serde_json::json!({"event": "shutdown"});
-                match self.format {
-                    Format::Sse => Some(Bytes::from(format!(
-                        "retry: {}\nevent: shutdown\ndata: {json}\n\n",
-                        self.hub.config().shutdown_retry_ms
-                    ))),
-                    Format::Ndjson => Some(ndjson::control(&json)),
-                    _ => None,
-                }
-            }
+            Event::Heartbeat => Some(heartbeat(self.format)),
+            Event::Lagged(lag) => lagged_notice(self.format, lag),
+            Event::Shutdown => shutdown_notice(self.format, self.hub.config().shutdown_retry_ms),
             Event::Idle => None,
         }
+    }
+
+    /// Appends pending messages' shared encodings to `buf`, up to
+    /// `FRAME_BYTES` (at least one message), and marks them sent.
+    pub(crate) fn fill_frame(&mut self, buf: &mut BytesMut) {
+        let enc = self.format.encoding();
+        let mut n = 0;
+        let start = buf.len();
+        for m in self.pending() {
+            let b = m.encoded(enc);
+            if n > 0 && buf.len() - start + b.len() > FRAME_BYTES {
+                break;
+            }
+            buf.extend_from_slice(b);
+            n += 1;
+        }
+        self.mark_sent(n);
     }
 
     /// Concatenates pending messages' shared encodings into one buffer of
@@ -258,6 +257,38 @@ impl Subscriber {
             chunk.map(|c| (Ok::<_, Infallible>(c), (sub, None)))
         });
         axum::body::Body::from_stream(stream)
+    }
+}
+
+/// A heartbeat in `format` (empty for raw, which has none).
+pub(crate) fn heartbeat(format: Format) -> Bytes {
+    match format {
+        Format::Sse => Bytes::from_static(sse::HEARTBEAT),
+        Format::Ndjson => Bytes::from_static(b"\n"),
+        _ => Bytes::new(),
+    }
+}
+
+/// The last words to a subscriber that fell behind (none for raw).
+pub(crate) fn lagged_notice(format: Format, lag: Lagged) -> Option<Bytes> {
+    tracing::debug!(last_id = ?lag.last_id, "slow subscriber disconnected");
+    let json = serde_json::json!({"event": "lagged", "last_id": lag.last_id.map(|i| i.0)});
+    match format {
+        Format::Sse => Some(sse::control("lagged", &json)),
+        Format::Ndjson => Some(ndjson::control(&json)),
+        _ => None,
+    }
+}
+
+/// The last words at shutdown (none for raw).
+pub(crate) fn shutdown_notice(format: Format, retry_ms: u64) -> Option<Bytes> {
+    let json = serde_json::json!({"event": "shutdown"});
+    match format {
+        Format::Sse => Some(Bytes::from(format!(
+            "retry: {retry_ms}\nevent: shutdown\ndata: {json}\n\n"
+        ))),
+        Format::Ndjson => Some(ndjson::control(&json)),
+        _ => None,
     }
 }
 

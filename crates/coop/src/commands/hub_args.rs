@@ -99,6 +99,12 @@ pub struct HubParts {
     /// Health of the hub's backends for `/healthz`: `Err(reason)` when, say,
     /// Redis is unreachable.
     pub health: Arc<dyn Fn() -> Result<(), String> + Send + Sync>,
+    /// Fast path for streaming subscribers: `serve.rs` offers each new
+    /// connection to it before hyper; a plain `GET /` or `GET /topics/...`
+    /// is then served by the hub on its own socket (one write per batch,
+    /// no per-connection HTTP machinery); anything else comes back
+    /// untouched. `None` serves everything through the router.
+    pub takeover: Option<hub::Takeover>,
 }
 
 impl HubArgs {
@@ -158,7 +164,8 @@ pub async fn build(args: &HubArgs, shutdown: CancellationToken) -> anyhow::Resul
     };
     let health_hub = hub.clone();
     Ok(HubParts {
-        router: hub::router(hub),
+        router: hub::router(hub.clone()),
         health: Arc::new(move || health_hub.health()),
+        takeover: Some(hub::Takeover::new(hub)),
     })
 }

@@ -197,6 +197,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .await
         .context("cannot start the hub")?;
     let health = hub.health.clone();
+    let takeover = hub.takeover.clone();
     let router = animals::router(farm)
         .merge(hub.router)
         .route(
@@ -239,7 +240,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     tracing::info!(%local, delay = ?args.delay, "serving the farm");
 
-    let graceful = accept_loop(listener, router, &args, shutdown.clone()).await;
+    let graceful = accept_loop(listener, router, takeover, &args, shutdown.clone()).await;
 
     tracing::info!(
         connections = graceful.count(),
@@ -318,6 +319,7 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 async fn accept_loop(
     listener: TcpListener,
     router: Router,
+    takeover: Option<hub::Takeover>,
     args: &ServeArgs,
     shutdown: CancellationToken,
 ) -> GracefulShutdown {
@@ -380,6 +382,7 @@ async fn accept_loop(
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let shutdown = shutdown.clone();
+        let takeover = takeover.clone();
         tokio::spawn(async move {
             // hyper's header timeout starts once it reads a request; a
             // client that connects and sends nothing is cut off here.
@@ -394,6 +397,15 @@ async fn accept_loop(
                 tracing::debug!(%peer, "closed: nothing sent within the header timeout");
                 return;
             }
+            // Streaming subscribers own their socket (hub's `direct.rs`);
+            // `watcher` stays alive meanwhile, so the drain waits for them.
+            let stream = match &takeover {
+                Some(takeover) => match takeover.try_take(stream, peer).await {
+                    Some(stream) => stream,
+                    None => return,
+                },
+                None => stream,
+            };
             let conn = builder
                 .serve_connection_with_upgrades(TokioIo::new(stream), service)
                 .into_owned();

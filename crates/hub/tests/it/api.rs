@@ -79,7 +79,21 @@ async fn cors_origins_are_configurable() {
 
 #[tokio::test]
 async fn shutdown_tells_every_transport_and_keeps_answered_publishes() {
-    let hub = TestHub::start(Config::default()).await;
+    shutdown_tells_every_transport_and_keeps_answered_publishes_on(
+        TestHub::start(Config::default()).await,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn shutdown_tells_every_transport_and_keeps_answered_publishes_via_hyper() {
+    shutdown_tells_every_transport_and_keeps_answered_publishes_on(
+        TestHub::start_via_hyper(Config::default()).await,
+    )
+    .await;
+}
+
+async fn shutdown_tells_every_transport_and_keeps_answered_publishes_on(hub: TestHub) {
     let mut sse = Stream::get(&hub.url("/?format=sse")).await;
     let mut nd = Stream::get(&hub.url("/?format=ndjson")).await;
     let mut raw = Stream::get(&hub.url("/")).await;

@@ -9,11 +9,29 @@ use hub::Config;
 
 #[tokio::test]
 async fn a_stalled_subscriber_is_cut_off_while_a_fast_one_loses_nothing() {
-    let hub = TestHub::start(Config {
-        buffer: 16,
-        ..Config::default()
-    })
+    a_stalled_subscriber_is_cut_off_while_a_fast_one_loses_nothing_on(
+        TestHub::start(Config {
+            buffer: 16,
+            ..Config::default()
+        })
+        .await,
+    )
     .await;
+}
+
+#[tokio::test]
+async fn a_stalled_subscriber_is_cut_off_while_a_fast_one_loses_nothing_via_hyper() {
+    a_stalled_subscriber_is_cut_off_while_a_fast_one_loses_nothing_on(
+        TestHub::start_via_hyper(Config {
+            buffer: 16,
+            ..Config::default()
+        })
+        .await,
+    )
+    .await;
+}
+
+async fn a_stalled_subscriber_is_cut_off_while_a_fast_one_loses_nothing_on(hub: TestHub) {
     // The stalled reader: a socket with a tiny receive buffer that reads
     // nothing until the end.
     let socket = tokio::net::TcpSocket::new_v4().unwrap();

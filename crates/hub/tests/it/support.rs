@@ -22,21 +22,59 @@ pub struct TestHub {
 }
 
 impl TestHub {
+    /// A hub served like `coop serve` does: each connection is offered to
+    /// the direct path first (streaming GETs own their socket), the rest
+    /// goes to hyper and the router.
     pub async fn start(config: Config) -> TestHub {
+        TestHub::start_with(config, true).await
+    }
+
+    /// A hub whose subscribers all stream through hyper (no takeover).
+    pub async fn start_via_hyper(config: Config) -> TestHub {
+        TestHub::start_with(config, false).await
+    }
+
+    async fn start_with(config: Config, direct: bool) -> TestHub {
         let shutdown = CancellationToken::new();
         let hub = Hub::new(config, shutdown.clone());
         let router = hub::router(hub.clone());
+        let takeover = direct.then(|| hub::Takeover::new(hub.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = shutdown.clone();
         let server = tokio::spawn(async move {
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await
-            .unwrap();
+            let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+            loop {
+                let (stream, peer) = tokio::select! {
+                    _ = stop.cancelled() => break,
+                    accepted = listener.accept() => accepted.unwrap(),
+                };
+                let router = router
+                    .clone()
+                    .layer(axum::Extension(axum::extract::ConnectInfo(peer)));
+                let takeover = takeover.clone();
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let stream = match takeover {
+                        Some(t) => match t.try_take(stream, peer).await {
+                            Some(s) => s,
+                            None => return,
+                        },
+                        None => stream,
+                    };
+                    let builder = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    );
+                    let conn = builder
+                        .serve_connection_with_upgrades(
+                            hyper_util::rt::TokioIo::new(stream),
+                            hyper_util::service::TowerToHyperService::new(router),
+                        )
+                        .into_owned();
+                    let _ = watcher.watch(conn).await;
+                });
+            }
+            graceful.shutdown().await;
         });
         TestHub {
             addr,

@@ -7,7 +7,16 @@ use hub::Config;
 
 #[tokio::test]
 async fn the_talks_curl_session_byte_for_byte() {
-    let hub = TestHub::start(Config::default()).await;
+    the_talks_curl_session_byte_for_byte_on(TestHub::start(Config::default()).await).await;
+}
+
+#[tokio::test]
+async fn the_talks_curl_session_byte_for_byte_via_hyper() {
+    the_talks_curl_session_byte_for_byte_on(TestHub::start_via_hyper(Config::default()).await)
+        .await;
+}
+
+async fn the_talks_curl_session_byte_for_byte_on(hub: TestHub) {
     let mut sub = Stream::get(&hub.url("/")).await;
     assert_eq!(
         sub.resp_headers["content-type"],

@@ -12,7 +12,19 @@ const MULTI: &str = "line one\nline two\r\nline three";
 
 #[tokio::test]
 async fn sse_carries_ids_events_topics_and_multi_line_data() {
-    let hub = TestHub::start(Config::default()).await;
+    sse_carries_ids_events_topics_and_multi_line_data_on(TestHub::start(Config::default()).await)
+        .await;
+}
+
+#[tokio::test]
+async fn sse_carries_ids_events_topics_and_multi_line_data_via_hyper() {
+    sse_carries_ids_events_topics_and_multi_line_data_on(
+        TestHub::start_via_hyper(Config::default()).await,
+    )
+    .await;
+}
+
+async fn sse_carries_ids_events_topics_and_multi_line_data_on(hub: TestHub) {
     let mut sub = Stream::open(
         client()
             .get(hub.url("/topics/news"))

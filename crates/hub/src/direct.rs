@@ -1,0 +1,306 @@
+//! Subscribers that own their socket: the fast path for streaming GETs.
+//!
+//! A streaming response through hyper costs about twice the CPU per
+//! delivery and several KB more per connection than writing to the socket
+//! ourselves. So `coop serve` offers each new connection to [`Takeover`]
+//! first: it peeks at the first request without consuming it, and if that
+//! is a complete HTTP/1.x `GET /` or `GET /topics/…` head that is not a
+//! WebSocket upgrade, the hub parses it, answers the head itself and then
+//! writes batches straight to the socket, chunked, one `write` per wake-up.
+//! Anything else (publishes, the API, WebSockets, HTTP/2, a head split
+//! over several packets) is handed back untouched to hyper and the router,
+//! where the same subscription logic runs as a streaming body.
+//!
+//! Both paths share `server::start_subscriber` (validation, auth, limits,
+//! history) and `Subscriber::next_event` (batches, lag, shutdown), so they
+//! answer the same bytes; the tests run against both.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use bytes::{BufMut, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::error::HubError;
+use crate::hub::Hub;
+use crate::server::{start_subscriber, DEFAULT_TOPIC};
+use crate::subscriber::{heartbeat, lagged_notice, shutdown_notice, Event, Subscriber};
+use crate::transport::Format;
+
+/// Largest request head looked at; longer heads go to hyper.
+const PEEK_BYTES: usize = 8 * 1024;
+
+/// Hands streaming subscriptions their own socket. Cheap to clone.
+#[derive(Clone)]
+pub struct Takeover {
+    hub: Hub,
+}
+
+/// A parsed request head.
+struct Head {
+    path: String,
+    query: HashMap<String, String>,
+    headers: HeaderMap,
+    /// Bytes of the head (consumed from the socket once taken over).
+    len: usize,
+}
+
+impl Takeover {
+    pub fn new(hub: Hub) -> Takeover {
+        Takeover { hub }
+    }
+
+    /// Serves `stream` to the end and returns `None` if its first request
+    /// is a streaming subscription; otherwise returns it untouched (nothing
+    /// consumed) for the HTTP server.
+    pub async fn try_take(&self, mut stream: TcpStream, peer: SocketAddr) -> Option<TcpStream> {
+        let mut peek = vec![0u8; PEEK_BYTES];
+        let n = match stream.peek(&mut peek).await {
+            Ok(n) => n,
+            Err(_) => return Some(stream),
+        };
+        let Some(head) = parse_head(&peek[..n]) else {
+            return Some(stream);
+        };
+        let spec = if head.path == "/" {
+            DEFAULT_TOPIC.to_string()
+        } else if let Some(spec) = head.path.strip_prefix("/topics/") {
+            percent_decode(spec)
+        } else {
+            return Some(stream);
+        };
+        // Consume the head we parsed (it is in the kernel buffer already).
+        let mut sink = vec![0u8; head.len];
+        if stream.read_exact(&mut sink).await.is_err() {
+            return None;
+        }
+        drop(peek);
+        drop(sink);
+        let _ = stream.set_nodelay(true);
+        match start_subscriber(&self.hub, &spec, &head.query, &head.headers).await {
+            Ok(sub) => run(stream, sub).await,
+            Err(err) => {
+                tracing::debug!(%peer, %err, "direct subscription refused");
+                let _ = stream.write_all(&error_response(&err)).await;
+                let _ = stream.shutdown().await;
+            }
+        }
+        None
+    }
+}
+
+/// Writes the response head, then every batch as one chunk in one write.
+async fn run(mut stream: TcpStream, mut sub: Subscriber) {
+    let format = sub.format();
+    let mut buf = BytesMut::with_capacity(512);
+    buf.put_slice(b"HTTP/1.1 200 OK\r\ncontent-type: ");
+    buf.put_slice(format.content_type().as_bytes());
+    buf.put_slice(
+        b"\r\ncache-control: no-cache\r\nx-accel-buffering: no\r\n\
+          transfer-encoding: chunked\r\nconnection: close\r\n\r\n",
+    );
+    if format == Format::Sse {
+        chunk(&mut buf, |b| b.put_slice(crate::transport::sse::PREAMBLE));
+    }
+    if let Some(notices) = sub.take_notices() {
+        chunk(&mut buf, |b| b.put_slice(&notices));
+    }
+    if stream.write_all(&buf).await.is_err() {
+        return;
+    }
+    let (mut rd, mut wr) = stream.split();
+    let mut scratch = [0u8; 256];
+    loop {
+        buf.clear();
+        // Keep an idle subscriber small: drop a buffer grown by a burst.
+        if buf.capacity() > 16 * 1024 {
+            buf = BytesMut::with_capacity(512);
+        }
+        let event = tokio::select! {
+            event = sub.next_event() => event,
+            // The client has nothing to send; EOF or an error means it left.
+            read = rd.read(&mut scratch) => match read {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            },
+        };
+        let last = match event {
+            Event::Batch => {
+                chunk(&mut buf, |b| sub.fill_frame(b));
+                false
+            }
+            Event::Heartbeat => {
+                let hb = heartbeat(format);
+                if hb.is_empty() {
+                    continue;
+                }
+                chunk(&mut buf, |b| b.put_slice(&hb));
+                false
+            }
+            Event::Lagged(lag) => {
+                if let Some(n) = lagged_notice(format, lag) {
+                    chunk(&mut buf, |b| b.put_slice(&n));
+                }
+                true
+            }
+            Event::Shutdown => {
+                if let Some(n) = shutdown_notice(format, sub.retry_ms()) {
+                    chunk(&mut buf, |b| b.put_slice(&n));
+                }
+                true
+            }
+            Event::Idle => true,
+        };
+        if last {
+            buf.put_slice(b"0\r\n\r\n");
+        }
+        if wr.write_all(&buf).await.is_err() || last {
+            let _ = wr.shutdown().await;
+            return;
+        }
+    }
+}
+
+/// Appends one HTTP/1.1 chunk whose data `fill` writes. The size line is
+/// reserved first with a fixed width (leading zeros are allowed) and
+/// patched after, so the data is copied once.
+fn chunk(buf: &mut BytesMut, fill: impl FnOnce(&mut BytesMut)) {
+    let at = buf.len();
+    buf.put_slice(b"00000000\r\n");
+    let data = buf.len();
+    fill(buf);
+    let len = buf.len() - data;
+    if len == 0 {
+        buf.truncate(at);
+        return;
+    }
+    let hex = format!("{len:08x}");
+    buf[at..at + 8].copy_from_slice(hex.as_bytes());
+    buf.put_slice(b"\r\n");
+}
+
+fn error_response(err: &HubError) -> Vec<u8> {
+    let status = err.status();
+    let body = format!("{err}\n");
+    let mut extra = String::new();
+    match err {
+        HubError::RateLimited(secs) => extra.push_str(&format!("retry-after: {secs}\r\n")),
+        HubError::Unavailable(_) => extra.push_str("retry-after: 1\r\n"),
+        HubError::Unauthorized(_) => extra.push_str("www-authenticate: Bearer\r\n"),
+        _ => {}
+    }
+    format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\n{extra}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Parses a complete HTTP/1.x GET head that is not an upgrade; `None` for
+/// anything else (the caller then leaves the connection to hyper).
+fn parse_head(bytes: &[u8]) -> Option<Head> {
+    let end = bytes.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let text = std::str::from_utf8(&bytes[..end]).ok()?;
+    let mut lines = text.split("\r\n");
+    let mut request = lines.next()?.split(' ');
+    let (method, target, version) = (request.next()?, request.next()?, request.next()?);
+    if method != "GET"
+        || !(version == "HTTP/1.1" || version == "HTTP/1.0")
+        || request.next().is_some()
+    {
+        return None;
+    }
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let mut headers = HeaderMap::new();
+    for line in lines {
+        let (name, value) = line.split_once(':')?;
+        let name = HeaderName::from_bytes(name.trim().as_bytes()).ok()?;
+        let value = HeaderValue::from_str(value.trim()).ok()?;
+        headers.append(name, value);
+    }
+    if headers.contains_key(axum::http::header::UPGRADE) {
+        return None;
+    }
+    let query = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect();
+    Some(Head {
+        path: path.to_string(),
+        query,
+        headers,
+        len: end + 4,
+    })
+}
+
+/// Decodes `%XX` escapes and `+` (as in query strings); invalid escapes
+/// stay as they are.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(v) => {
+                        out.push(v);
+                        i += 3;
+                    }
+                    None => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heads_are_parsed_or_left_to_hyper() {
+        let h = parse_head(b"GET /topics/a,b?since=5&token=x%2By HTTP/1.1\r\nHost: h\r\nAccept: text/event-stream\r\n\r\n").unwrap();
+        assert_eq!(h.path, "/topics/a,b");
+        assert_eq!(h.query["since"], "5");
+        assert_eq!(h.query["token"], "x+y");
+        assert_eq!(h.headers["accept"], "text/event-stream");
+        assert!(parse_head(b"POST / HTTP/1.1\r\n\r\n").is_none());
+        assert!(
+            parse_head(b"GET / HTTP/1.1\r\nHost: h\r\n").is_none(),
+            "incomplete"
+        );
+        assert!(parse_head(b"GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n").is_none());
+        assert!(parse_head(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").is_none());
+    }
+
+    #[test]
+    fn chunks_have_a_fixed_width_size_line() {
+        let mut b = BytesMut::new();
+        chunk(&mut b, |b| b.put_slice(b"hello\r\n"));
+        chunk(&mut b, |_| {});
+        assert_eq!(&b[..], b"00000007\r\nhello\r\n\r\n");
+        assert_eq!(percent_decode("a%20b%zz%"), "a b%zz%");
+    }
+}
