@@ -442,3 +442,65 @@ fn http2_prior_knowledge_is_served_on_the_same_port() {
         "The cow says \"Moo!\".\nThe turkey says \"Gobble-Gobble!\".\n"
     );
 }
+
+#[test]
+fn running_out_of_file_descriptors_is_logged_and_survived() {
+    use std::io::{BufRead, BufReader};
+    // A tiny descriptor limit, set by the shell before exec: the server
+    // runs out after a couple of dozen connections.
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 48 && exec {} serve --port 0 --delay 300ms",
+            env!("CARGO_BIN_EXE_coop")
+        ))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr: std::net::SocketAddr = line
+        .trim()
+        .rsplit("http://")
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+
+    let mut clients = Vec::new();
+    for _ in 0..80 {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET /animals/cow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        clients.push(s);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut warned = false;
+    while Instant::now() < deadline && !warned {
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(100)) {
+            warned = l.contains("too many open files: raise ulimit -n");
+        }
+    }
+    assert!(warned, "no clear log line about running out of descriptors");
+
+    // Every client is answered eventually: as connections finish,
+    // descriptors free up and the server accepts the rest.
+    for mut s in clients {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        assert!(answer.ends_with("Moo!"), "{answer}");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
