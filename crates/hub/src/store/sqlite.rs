@@ -438,11 +438,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Where an append's outcome goes.
+type Reply = oneshot::Sender<Result<Arc<Message>, StoreError>>;
+
 enum Cmd {
     Append {
         topic: TopicName,
         body: Bytes,
-        reply: oneshot::Sender<Result<Arc<Message>, StoreError>>,
+        reply: Reply,
     },
     Prune {
         reply: oneshot::Sender<Result<usize, StoreError>>,
@@ -633,10 +636,18 @@ struct Writer {
     last_time_ms: u64,
 }
 
+/// What an age prune removed: the count, each touched topic's new state
+/// (`None`: forgotten), and the new `forgotten_through`.
+type Pruned = (
+    usize,
+    Vec<(TopicName, Option<TopicState>)>,
+    Option<MessageId>,
+);
+
 /// One append of a batch, with its id assigned.
 struct Pending {
     msg: Arc<Message>,
-    reply: oneshot::Sender<Result<Arc<Message>, StoreError>>,
+    reply: Reply,
 }
 
 impl Writer {
@@ -684,14 +695,7 @@ impl Writer {
 
     /// Writes a batch in one transaction; on success hands it to the broker
     /// and resolves the appends, on failure fails all of them.
-    fn commit(
-        &mut self,
-        appends: Vec<(
-            TopicName,
-            Bytes,
-            oneshot::Sender<Result<Arc<Message>, StoreError>>,
-        )>,
-    ) {
+    fn commit(&mut self, appends: Vec<(TopicName, Bytes, Reply)>) {
         let mut batch: Vec<Pending> = Vec::with_capacity(appends.len());
         {
             let mirror = lock(&self.shared.mirror);
@@ -831,64 +835,7 @@ impl Writer {
                 return Ok(0);
             }
         }
-        let result = (|| -> rusqlite::Result<(usize, Vec<(TopicName, Option<TopicState>)>, Option<MessageId>)> {
-            let tx = self
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut lost: Vec<(String, i64, i64)> = Vec::new();
-            {
-                let mut stmt = tx.prepare(
-                    "SELECT topic, max(id), count(*) FROM messages WHERE id < ?1 GROUP BY topic",
-                )?;
-                let rows = stmt.query_map([cutoff], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-                for row in rows {
-                    lost.push(row?);
-                }
-            }
-            let dropped = tx.execute("DELETE FROM messages WHERE id < ?1", [cutoff])?;
-            let mut changes = Vec::new();
-            let mut forgotten = lock(&self.shared.mirror).forgotten_through;
-            for (name, through, count) in lost {
-                let Ok(topic) = TopicName::new(&name) else {
-                    continue;
-                };
-                let mut st = lock(&self.shared.mirror)
-                    .topics
-                    .get(&topic)
-                    .copied()
-                    .unwrap_or_default();
-                st.len = st.len.saturating_sub(count as usize);
-                st.dropped_through = st.dropped_through.max(Some(MessageId(through as u64)));
-                if st.len == 0 {
-                    forgotten = forgotten.max(st.dropped_through);
-                    tx.execute("DELETE FROM topics WHERE name = ?1", [&name])?;
-                    changes.push((topic, None));
-                } else {
-                    st.oldest = tx
-                        .query_row(
-                            "SELECT min(id) FROM messages WHERE topic = ?1",
-                            [&name],
-                            |r| r.get::<_, Option<i64>>(0),
-                        )?
-                        .map(|i| MessageId(i as u64));
-                    tx.execute(
-                        "UPDATE topics SET dropped_through = ?2 WHERE name = ?1",
-                        params![&name, st.dropped_through.map(|i| i.0 as i64)],
-                    )?;
-                    changes.push((topic, Some(st)));
-                }
-            }
-            if let Some(f) = forgotten {
-                tx.execute(
-                    "INSERT INTO meta (key, value) VALUES ('forgotten_through', ?1)
-                     ON CONFLICT (key) DO UPDATE SET value = ?1",
-                    [f.0 as i64],
-                )?;
-            }
-            tx.commit()?;
-            Ok((dropped, changes, forgotten))
-        })();
-        let (dropped, changes, forgotten) = result.map_err(unavailable)?;
+        let (dropped, changes, forgotten) = self.prune_through(cutoff).map_err(unavailable)?;
         {
             let mut mirror = lock(&self.shared.mirror);
             for (topic, st) in changes {
@@ -907,6 +854,65 @@ impl Writer {
         Ok(dropped)
     }
 
+    /// The transaction of an age prune: deletes ids below `cutoff`.
+    fn prune_through(&mut self, cutoff: i64) -> rusqlite::Result<Pruned> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut lost: Vec<(String, i64, i64)> = Vec::new();
+        {
+            let mut stmt = tx.prepare(
+                "SELECT topic, max(id), count(*) FROM messages WHERE id < ?1 GROUP BY topic",
+            )?;
+            let rows = stmt.query_map([cutoff], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            for row in rows {
+                lost.push(row?);
+            }
+        }
+        let dropped = tx.execute("DELETE FROM messages WHERE id < ?1", [cutoff])?;
+        let mut changes = Vec::new();
+        let mut forgotten = lock(&self.shared.mirror).forgotten_through;
+        for (name, through, count) in lost {
+            let Ok(topic) = TopicName::new(&name) else {
+                continue;
+            };
+            let mut st = lock(&self.shared.mirror)
+                .topics
+                .get(&topic)
+                .copied()
+                .unwrap_or_default();
+            st.len = st.len.saturating_sub(count as usize);
+            st.dropped_through = st.dropped_through.max(Some(MessageId(through as u64)));
+            if st.len == 0 {
+                forgotten = forgotten.max(st.dropped_through);
+                tx.execute("DELETE FROM topics WHERE name = ?1", [&name])?;
+                changes.push((topic, None));
+            } else {
+                st.oldest = tx
+                    .query_row(
+                        "SELECT min(id) FROM messages WHERE topic = ?1",
+                        [&name],
+                        |r| r.get::<_, Option<i64>>(0),
+                    )?
+                    .map(|i| MessageId(i as u64));
+                tx.execute(
+                    "UPDATE topics SET dropped_through = ?2 WHERE name = ?1",
+                    params![&name, st.dropped_through.map(|i| i.0 as i64)],
+                )?;
+                changes.push((topic, Some(st)));
+            }
+        }
+        if let Some(f) = forgotten {
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('forgotten_through', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = ?1",
+                [f.0 as i64],
+            )?;
+        }
+        tx.commit()?;
+        Ok((dropped, changes, forgotten))
+    }
+
     /// Gives free pages back to the filesystem when more than a quarter of
     /// the file is free (after a burst was pruned). Steady streams reuse
     /// free pages and never get here.
@@ -922,6 +928,16 @@ impl Writer {
                 tracing::warn!(%err, "incremental vacuum failed");
             }
         }
+    }
+}
+
+impl DataDir {
+    /// The durable backend for a hub: this store and a local broker feeding
+    /// `fanout`. Pass to [`Hub::with_backend`](crate::Hub::with_backend).
+    pub fn backend(self, config: &crate::Config, fanout: crate::broker::Fanout) -> crate::Backend {
+        let broker: Arc<dyn Broker> = Arc::new(crate::broker::local::LocalBroker::new(fanout));
+        let store = Arc::new(self.into_store(config.retention, config.max_topics, broker.clone()));
+        crate::Backend { store, broker }
     }
 }
 
@@ -961,15 +977,5 @@ mod tests {
         assert_eq!(ids.len(), 200);
         let h = store.read(&t("a"), None).await.unwrap();
         assert_eq!(h.messages.iter().map(|m| m.id).collect::<Vec<_>>(), ids);
-    }
-}
-
-impl DataDir {
-    /// The durable backend for a hub: this store and a local broker feeding
-    /// `fanout`. Pass to [`Hub::with_backend`](crate::Hub::with_backend).
-    pub fn backend(self, config: &crate::Config, fanout: crate::broker::Fanout) -> crate::Backend {
-        let broker: Arc<dyn Broker> = Arc::new(crate::broker::local::LocalBroker::new(fanout));
-        let store = Arc::new(self.into_store(config.retention, config.max_topics, broker.clone()));
-        crate::Backend { store, broker }
     }
 }
