@@ -5,6 +5,8 @@ mod support;
 
 mod api;
 mod auth_limits;
+mod cluster;
+mod durable;
 mod resume;
 mod slow;
 mod talk;
