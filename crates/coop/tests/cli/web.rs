@@ -5,7 +5,8 @@
 //! spoken directly with reqwest, see [`Browser`]). The browser loads the page
 //! from a real `coop serve`, publishes from the page and sees the message in
 //! the page's log, sees a message published over plain HTTP (as curl would),
-//! runs a small animal race and reads the totals off the page, reads the
+//! runs a small animal race and reads the totals off the page (and one from
+//! the browser itself, which shows the six-connection cap), reads the
 //! kitchen's totals, and checks the page met no error. It saves
 //! `target/ui-screenshot.png` (desktop) and `target/ui-screenshot-phone.png`.
 //!
@@ -322,6 +323,42 @@ fn page_in_a_real_browser_hub_race_kitchen() {
         "summary: {summary}"
     );
 
+    // The same race from the browser itself: 8 animals, while the page's
+    // SSE stream holds one of the browser's six HTTP/1.1 connections to
+    // this host. The concurrent run cannot finish in one wave, which is
+    // what the page's note on the staircase says.
+    browser.click("input[name=where][value=browser]");
+    browser.type_into("#race-n", "8");
+    browser.click("#race-button");
+    let totals = browser.wait_for(
+        "both browser race totals",
+        "const s = document.querySelector('#race-sequential .total').dataset.totalMs; \
+         const c = document.querySelector('#race-concurrent .total').dataset.totalMs; \
+         return !document.querySelector('#race-button').disabled && s && c && [Number(s), Number(c)]",
+    );
+    let (seq, conc) = (totals[0].as_f64().unwrap(), totals[1].as_f64().unwrap());
+    assert!(
+        seq >= 2400.0,
+        "browser sequential total {seq} ms < 8 × 300 ms"
+    );
+    assert!(
+        conc >= 600.0,
+        "8 requests over at most 6 connections take two waves, not {conc} ms"
+    );
+    assert!(
+        conc * 2.0 < seq,
+        "browser: concurrent {conc} ms, sequential {seq} ms"
+    );
+    // Back to the server's race for the screenshot.
+    browser.click("input[name=where][value=server]");
+    browser.type_into("#race-n", "6");
+    browser.click("#race-button");
+    browser.wait_for(
+        "the server race again",
+        "return !document.querySelector('#race-button').disabled && \
+         document.querySelector('#race-concurrent .total').dataset.totalMs",
+    );
+
     // The kitchen: the talk's three dinners.
     let kitchen = browser.wait_for(
         "the kitchen totals",
@@ -365,12 +402,17 @@ fn page_in_a_real_browser_hub_race_kitchen() {
     browser.set_size(1280, height.clamp(900, 4000) as u32 + 140);
     browser.js("window.scrollTo(0, 0)", json!([]));
     browser.screenshot(&target_dir().join("ui-screenshot.png"));
-    browser.set_size(400, 1700);
+    browser.set_size(400, 900);
     let overflow = browser.js(
         "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
         json!([]),
     );
     assert_eq!(overflow, 0, "the page scrolls sideways on a phone");
+    let height = browser
+        .js("return document.documentElement.scrollHeight", json!([]))
+        .as_u64()
+        .unwrap();
+    browser.set_size(400, height.clamp(900, 6000) as u32 + 140);
     browser.screenshot(&target_dir().join("ui-screenshot-phone.png"));
 }
 
