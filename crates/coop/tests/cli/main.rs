@@ -5,6 +5,8 @@ mod support;
 
 mod animals;
 mod byhand;
+mod cluster;
+mod durable;
 mod examples;
 mod hub;
 mod kitchen;
