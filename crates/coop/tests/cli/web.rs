@@ -7,7 +7,10 @@
 //! the page's log, sees a message published over plain HTTP (as curl would),
 //! runs a small animal race and reads the totals off the page (and one from
 //! the browser itself, which shows the six-connection cap), reads the
-//! kitchen's totals, and checks the page met no error. It saves
+//! kitchen's totals, and checks the page met no error. A second browser
+//! test restarts a durable server under the page and checks that the
+//! stream resumes with `Last-Event-ID` (a message published while the page
+//! was away arrives once, nothing twice). It saves
 //! `target/ui-screenshot.png` (desktop) and `target/ui-screenshot-phone.png`.
 //!
 //! Chromium missing is a failure, not a skip: `.ci/run` installs
@@ -414,6 +417,110 @@ fn page_in_a_real_browser_hub_race_kitchen() {
         .unwrap();
     browser.set_size(400, height.clamp(900, 6000) as u32 + 140);
     browser.screenshot(&target_dir().join("ui-screenshot-phone.png"));
+}
+
+/// `coop serve` on a fixed port with durable history, so that it can be
+/// stopped and started again at the same address with the same ids.
+fn serve_durable(port: u16, dir: &Path) -> Child {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_coop"))
+        .args(["serve", "--port", &port.to_string(), "--delay", "0s"])
+        .arg("--data-dir")
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn coop serve");
+    let mut out = std::io::BufReader::new(child.stdout.take().expect("piped stdout"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).expect("read the first line");
+    assert!(line.contains("listening on http://"), "unexpected: {line}");
+    // Keep draining so the server never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    child
+}
+
+fn stop(mut child: Child) {
+    let pid = child.id().to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    let _ = child.wait();
+}
+
+/// The page's stream resumes after the server restarts: a message published
+/// while the page was disconnected arrives once, and none before it twice.
+#[test]
+fn page_resumes_its_stream_after_a_restart() {
+    let dir = tempfile::tempdir().expect("data dir");
+    let port = {
+        let probe = TcpListener::bind("127.0.0.1:0").expect("bind a probe port");
+        probe.local_addr().expect("probe address").port()
+    };
+    let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
+    let server = serve_durable(port, dir.path());
+    let browser = Browser::start();
+    browser.goto(&url("/ui"));
+    browser.wait_for(
+        "the SSE stream to open",
+        "return document.querySelector('#sub-status').dataset.state === 'open'",
+    );
+    let client = http();
+    // Publishes and answers how many subscribers the message reached.
+    let publish = |text: &str| -> u64 {
+        let res = client
+            .post(url("/topics/default"))
+            .header("Accept", "application/json")
+            .body(text.to_string())
+            .send()
+            .expect("publish");
+        assert_eq!(res.status(), 200, "publish {text}");
+        let v: Value = res.json().expect("publish answer");
+        v["subscribers"].as_u64().expect("subscribers")
+    };
+    let count = |text: &str| {
+        format!(
+            "return [...document.querySelectorAll('#log .text')].filter(e => e.textContent === '{text}').length"
+        )
+    };
+    assert_eq!(publish("before the restart"), 1, "the page is subscribed");
+    browser.wait_for("the first message", &count("before the restart"));
+
+    // Restart the server and publish before the page is back (the hub
+    // asks browsers to wait a second before reconnecting). If the page
+    // beat us to it, the message went out live and proves nothing: restart
+    // again.
+    let mut server = server;
+    let mut missed = None;
+    for attempt in 0..3 {
+        stop(server);
+        browser.wait_for(
+            "the page to notice the restart",
+            "return document.querySelector('#sub-status').dataset.state === 'reconnecting'",
+        );
+        server = serve_durable(port, dir.path());
+        let text = format!("while the page was away {attempt}");
+        if publish(&text) == 0 {
+            missed = Some(text);
+            break;
+        }
+        browser.wait_for("the live message", &count(&text));
+    }
+    let missed = missed.expect("the page reconnected too fast three times in a row");
+    browser.wait_for("the missed message, replayed", &count(&missed));
+    browser.wait_for(
+        "the stream to be open again",
+        "return document.querySelector('#sub-status').dataset.state === 'open'",
+    );
+    assert_eq!(publish("after the restart"), 1);
+    browser.wait_for("a live message", &count("after the restart"));
+    for text in ["before the restart", missed.as_str(), "after the restart"] {
+        assert_eq!(
+            browser.js(&count(text), json!([])),
+            1,
+            "{text:?} must be in the log exactly once"
+        );
+    }
+    let errors = browser.js("return window.coopErrors", json!([]));
+    assert_eq!(errors, json!([]), "the page recorded errors");
+    stop(server);
 }
 
 #[test]
