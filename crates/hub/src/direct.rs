@@ -113,11 +113,10 @@ async fn run(mut stream: TcpStream, mut sub: Subscriber) {
     let (mut rd, mut wr) = stream.split();
     let mut scratch = [0u8; 256];
     loop {
-        buf.clear();
-        // Keep an idle subscriber small: drop a buffer grown by a burst.
-        if buf.capacity() > 16 * 1024 {
-            buf = BytesMut::with_capacity(512);
-        }
+        // A fresh buffer per write (one allocation per batch): an idle
+        // subscriber then holds no buffer at all, which is what keeps
+        // 10,000 of them small.
+        buf = BytesMut::new();
         let event = tokio::select! {
             event = sub.next_event() => event,
             // The client has nothing to send; EOF or an error means it left.

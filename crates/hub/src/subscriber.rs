@@ -127,6 +127,10 @@ impl Subscriber {
         if self.sent == self.pending.len() {
             self.pending.clear();
             self.sent = 0;
+            // An idle subscriber stays small after a burst.
+            if self.pending.capacity() > 256 {
+                self.pending = Vec::new();
+            }
         }
     }
 
@@ -201,6 +205,14 @@ impl Subscriber {
     /// `FRAME_BYTES` (at least one message), and marks them sent.
     pub(crate) fn fill_frame(&mut self, buf: &mut BytesMut) {
         let enc = self.format.encoding();
+        let mut want = 0;
+        for m in self.pending() {
+            want += m.encoded(enc).len();
+            if want >= FRAME_BYTES {
+                break;
+            }
+        }
+        buf.reserve(want + 16);
         let mut n = 0;
         let start = buf.len();
         for m in self.pending() {

@@ -132,8 +132,10 @@ struct RingState {
     /// Largest id pushed; a broker replaying after a reconnect may overlap,
     /// and ids at or below this are ignored.
     last_id: MessageId,
-    /// Subscribers to wake. Copy-on-write: delivery clones the `Arc` under
-    /// the lock and wakes them after releasing it.
+    /// Subscribers to wake. Delivery clones the `Arc` under the lock and
+    /// wakes them after releasing it; joining and leaving mutate the list in
+    /// place when no delivery holds it (`Arc::get_mut`), and copy it only
+    /// otherwise, so 10,000 subscribers joining do not copy 50M pointers.
     subs: Arc<Vec<Arc<SubShared>>>,
 }
 
@@ -262,10 +264,16 @@ impl Fanout {
                 return;
             }
             let mut st = lock(&ring.state);
-            let mut subs = Vec::with_capacity(st.subs.len() + 1);
-            subs.extend(st.subs.iter().cloned());
-            subs.push(shared.clone());
-            st.subs = Arc::new(subs);
+            match Arc::get_mut(&mut st.subs) {
+                // Usual case: no delivery holds the list right now.
+                Some(subs) => subs.push(shared.clone()),
+                None => {
+                    let mut subs = Vec::with_capacity(st.subs.len() + 1);
+                    subs.extend(st.subs.iter().cloned());
+                    subs.push(shared.clone());
+                    st.subs = Arc::new(subs);
+                }
+            }
             cursors.push(Cursor {
                 ring: ring.clone(),
                 pos: st.end_pos(),
@@ -326,13 +334,22 @@ impl Fanout {
         let mut map = lock(&self.inner.topics);
         for ring in rings {
             let mut st = lock(&ring.state);
-            let subs: Vec<_> = st
-                .subs
-                .iter()
-                .filter(|s| !Arc::ptr_eq(s, shared))
-                .cloned()
-                .collect();
-            st.subs = Arc::new(subs);
+            match Arc::get_mut(&mut st.subs) {
+                Some(subs) => {
+                    if let Some(i) = subs.iter().position(|s| Arc::ptr_eq(s, shared)) {
+                        subs.swap_remove(i);
+                    }
+                }
+                None => {
+                    let subs: Vec<_> = st
+                        .subs
+                        .iter()
+                        .filter(|s| !Arc::ptr_eq(s, shared))
+                        .cloned()
+                        .collect();
+                    st.subs = Arc::new(subs);
+                }
+            }
             // Joining also takes `topics` first, so nobody can be attaching
             // to this ring while we decide to drop it.
             if st.subs.is_empty() && map.get(&ring.name).is_some_and(|r| Arc::ptr_eq(r, &ring)) {
