@@ -79,6 +79,18 @@ fn the_talks_curl_session_against_coop_serve() {
         assert!(n > 0, "stream ended: {raw:?}");
         raw.push_str(std::str::from_utf8(&buf[..n]).unwrap());
     }
+    // /metrics counts them.
+    let metrics = reqwest::blocking::get(server.url("/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(metrics.contains("hub_publishes_total 2"), "{metrics}");
+    assert!(metrics.contains("hub_deliveries_total 2"), "{metrics}");
+    assert!(
+        metrics.contains("hub_subscribers{transport=\"raw\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("hub_publish_to_delivery_duration_seconds_count"));
 }
 
 /// The body carried by complete chunks of a chunked HTTP/1.1 body.
