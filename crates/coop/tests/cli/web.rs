@@ -391,6 +391,24 @@ fn page_in_a_real_browser_hub_race_kitchen() {
          return i.src.includes('mode=concurrent') && i.complete && i.naturalWidth > 0",
     );
 
+    // Every control has a name a screen reader can say, and the log
+    // announces new messages.
+    let unnamed = browser.js(
+        "return [...document.querySelectorAll('input, button, select, textarea')] \
+           .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') \
+                        && !e.textContent.trim()) \
+           .map(e => e.outerHTML)",
+        json!([]),
+    );
+    assert_eq!(unnamed, json!([]), "controls without a label");
+    assert_eq!(
+        browser.js(
+            "return document.querySelector('#log').getAttribute('aria-live')",
+            json!([])
+        ),
+        "polite"
+    );
+
     // No error anywhere: the page's own hook and the browser's console.
     let errors = browser.js("return window.coopErrors", json!([]));
     assert_eq!(errors, json!([]), "the page recorded errors");
