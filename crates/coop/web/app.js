@@ -70,7 +70,10 @@ function subscribe(spec) {
   setStreamStatus("connecting", "connecting to " + spec + "…");
   // The browser resends the last `id:` it saw as Last-Event-ID when it
   // reconnects, and the hub replays from there: no gap, no duplicate.
-  const es = new EventSource("/topics/" + encodeURI(spec) + "?format=sse");
+  // EventSource cannot send headers, so a token travels as `?token=`.
+  const token = $("#token").value.trim();
+  const query = "?format=sse" + (token ? "&token=" + encodeURIComponent(token) : "");
+  const es = new EventSource("/topics/" + encodeURI(spec) + query);
   hub.source = es;
   es.addEventListener("open", () => {
     setStreamStatus("open", "connected to " + spec);
@@ -79,7 +82,7 @@ function subscribe(spec) {
     if (es.readyState === EventSource.CONNECTING) {
       setStreamStatus("reconnecting", "reconnecting (will resume after #" + (es.lastId || "start") + ")…");
     } else {
-      setStreamStatus("closed", "closed: the hub refused " + spec);
+      setStreamStatus("closed", "closed: the hub refused " + spec + " (a bad topic, or a token needed?)");
     }
   });
   es.addEventListener("message", (e) => {
@@ -105,11 +108,10 @@ async function publish(topic, message) {
   const status = $("#pub-status");
   status.textContent = "publishing…";
   try {
-    const res = await fetch("/topics/" + encodeURIComponent(topic), {
-      method: "POST",
-      headers: { Accept: "application/json", "Content-Type": "text/plain; charset=utf-8" },
-      body: message,
-    });
+    const headers = { Accept: "application/json", "Content-Type": "text/plain; charset=utf-8" };
+    const token = $("#token").value.trim();
+    if (token) headers.Authorization = "Bearer " + token;
+    const res = await fetch("/topics/" + encodeURIComponent(topic), { method: "POST", headers, body: message });
     if (!res.ok) {
       status.textContent = "refused (" + res.status + "): " + (await res.text()).trim();
       return;
