@@ -36,6 +36,9 @@ const PEEK_BYTES: usize = 8 * 1024;
 #[derive(Clone)]
 pub struct Takeover {
     hub: Hub,
+    /// Where subscriber tasks run once their request is parsed; `None`:
+    /// on the caller's runtime.
+    fanout: Option<tokio::runtime::Handle>,
 }
 
 /// A parsed request head.
@@ -49,7 +52,24 @@ struct Head {
 
 impl Takeover {
     pub fn new(hub: Hub) -> Takeover {
-        Takeover { hub }
+        Takeover { hub, fanout: None }
+    }
+
+    /// Runs subscriber tasks on `runtime` (its own threads) rather than on
+    /// the runtime that accepts connections and answers publishes.
+    ///
+    /// Why: with one runtime, a publish arriving while a thousand
+    /// subscriber tasks are queued waits behind all of them, so a
+    /// closed-loop publisher gets one message in per fan-out round and
+    /// every write carries one message. On separate threads the publish
+    /// path is scheduled by the OS as soon as a request arrives, messages
+    /// pile up in the rings during a round, and each subscriber write
+    /// carries many of them.
+    pub fn with_fanout_runtime(hub: Hub, runtime: tokio::runtime::Handle) -> Takeover {
+        Takeover {
+            hub,
+            fanout: Some(runtime),
+        }
     }
 
     /// Serves `stream` to the end and returns `None` if its first request
@@ -80,7 +100,23 @@ impl Takeover {
         drop(sink);
         let _ = stream.set_nodelay(true);
         match start_subscriber(&self.hub, &spec, &head.query, &head.headers).await {
-            Ok(sub) => run(stream, sub).await,
+            Ok(sub) => match &self.fanout {
+                None => run(stream, sub).await,
+                Some(rt) => {
+                    // Move the socket to the fan-out runtime's reactor.
+                    let Ok(std) = stream.into_std() else {
+                        return None;
+                    };
+                    let task = rt.spawn(async move {
+                        if let Ok(stream) = TcpStream::from_std(std) {
+                            run(stream, sub).await;
+                        }
+                    });
+                    // Awaited so the caller (and its graceful-shutdown
+                    // watcher) lives as long as the subscriber.
+                    let _ = task.await;
+                }
+            },
             Err(err) => {
                 tracing::debug!(%peer, %err, "direct subscription refused");
                 let _ = stream.write_all(&error_response(&err)).await;

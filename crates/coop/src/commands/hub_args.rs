@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
@@ -64,6 +65,11 @@ pub struct HubArgs {
     /// and `coop.subscribe` claims list the topic patterns allowed.
     #[arg(long, env = "COOP_AUTH_SECRET", hide_env_values = true)]
     pub auth_secret: Option<String>,
+
+    /// Threads that write to streaming subscribers, apart from the ones
+    /// that accept connections and answer publishes (0: share them).
+    #[arg(long, default_value_t = 1, env = "COOP_FANOUT_THREADS")]
+    pub fanout_threads: usize,
 
     /// Origin allowed to use the hub from a browser (repeat, or `*`).
     #[arg(long = "cors-origin", env = "COOP_CORS_ORIGINS", value_delimiter = ',')]
@@ -166,6 +172,28 @@ pub async fn build(args: &HubArgs, shutdown: CancellationToken) -> anyhow::Resul
     Ok(HubParts {
         router: hub::router(hub.clone()),
         health: Arc::new(move || health_hub.health()),
-        takeover: Some(hub::Takeover::new(hub)),
+        takeover: Some(takeover(hub, args.fanout_threads)?),
     })
+}
+
+/// The fan-out runtime: subscriber tasks on their own threads, so that
+/// publishes are never queued behind a round of deliveries (see
+/// `hub::Takeover::with_fanout_runtime`). It lives for the whole process.
+static FANOUT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+
+fn takeover(hub: hub::Hub, threads: usize) -> anyhow::Result<hub::Takeover> {
+    if threads == 0 {
+        return Ok(hub::Takeover::new(hub));
+    }
+    if FANOUT.get().is_none() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("coop-fanout")
+            .enable_all()
+            .build()
+            .context("cannot start the fan-out threads")?;
+        let _ = FANOUT.set(rt);
+    }
+    let handle = FANOUT.get().expect("set above").handle().clone();
+    Ok(hub::Takeover::with_fanout_runtime(hub, handle))
 }
