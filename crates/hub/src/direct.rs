@@ -4,7 +4,7 @@
 //! delivery and several KB more per connection than writing to the socket
 //! ourselves. So `coop serve` offers each new connection to [`Takeover`]
 //! first: it peeks at the first request without consuming it, and if that
-//! is a complete HTTP/1.x `GET /` or `GET /topics/…` head that is not a
+//! is a complete HTTP/1.1 `GET /` or `GET /topics/…` head that is not a
 //! WebSocket upgrade, the hub parses it, answers the head itself and then
 //! writes batches straight to the socket, chunked, one `write` per wake-up.
 //! Anything else (publishes, the API, WebSockets, HTTP/2, a head split
@@ -235,7 +235,7 @@ fn error_response(err: &HubError) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Parses a complete HTTP/1.x GET head that is not an upgrade; `None` for
+/// Parses a complete HTTP/1.1 GET head that is not an upgrade; `None` for
 /// anything else (the caller then leaves the connection to hyper).
 fn parse_head(bytes: &[u8]) -> Option<Head> {
     let end = bytes.windows(4).position(|w| w == b"\r\n\r\n")?;
@@ -243,10 +243,8 @@ fn parse_head(bytes: &[u8]) -> Option<Head> {
     let mut lines = text.split("\r\n");
     let mut request = lines.next()?.split(' ');
     let (method, target, version) = (request.next()?, request.next()?, request.next()?);
-    if method != "GET"
-        || !(version == "HTTP/1.1" || version == "HTTP/1.0")
-        || request.next().is_some()
-    {
+    // HTTP/1.0 has no chunked encoding: leave it to hyper.
+    if method != "GET" || version != "HTTP/1.1" || request.next().is_some() {
         return None;
     }
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
@@ -328,6 +326,7 @@ mod tests {
         );
         assert!(parse_head(b"GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n").is_none());
         assert!(parse_head(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").is_none());
+        assert!(parse_head(b"GET / HTTP/1.0\r\n\r\n").is_none());
     }
 
     #[test]
