@@ -8,7 +8,8 @@
 //!   and a small growable buffer per connection (~1 KiB), so the client
 //!   holds 15,000 waiting requests cheaply.
 //! - HTTP/2 with prior knowledge (h2c): `requests` streams multiplexed over
-//!   at most `connections` connections with hyper's client. A server that
+//!   at most `connections` connections with the `h2` client, one task per
+//!   connection (not per request) so the client stays cheap. A server that
 //!   allows fewer concurrent streams per connection makes the excess wait,
 //!   and those answers come back late: the report shows it.
 //!
@@ -23,8 +24,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper::http;
 use serde::Serialize;
 
 use crate::http::round_trip;
@@ -91,6 +91,8 @@ pub struct HoldServer {
     pub peak_reset: bool,
     /// (peak − idle) / peak requests in flight, bytes.
     pub bytes_per_in_flight: f64,
+    /// Server CPU time during the run, µs.
+    pub cpu_us: u64,
 }
 
 /// The figures of one run.
@@ -114,6 +116,9 @@ pub struct HoldReport {
     /// Most requests outstanding at one moment.
     pub peak_in_flight: usize,
     pub wall_secs: f64,
+    /// This generator's own CPU time during the run, µs (to tell a busy
+    /// client from a slow server: both share the machine).
+    pub client_cpu_us: u64,
     pub latency: Latency,
     pub server: Option<HoldServer>,
     pub first_error: Option<String>,
@@ -241,6 +246,7 @@ pub async fn run(cfg: HoldConfig) -> Result<HoldReport, BenchError> {
         })
     };
 
+    let client_before = probe::sample(&[std::process::id()]).map_or(0, |s| s.cpu_us);
     let started = Instant::now();
     let expected = if cfg.http2 {
         run_http2(&cfg, &target, &tally).await?;
@@ -252,6 +258,9 @@ pub async fn run(cfg: HoldConfig) -> Result<HoldReport, BenchError> {
     let wall_secs = started.elapsed().as_secs_f64();
     monitor.abort();
     let end = probe::sample(&cfg.server_pids);
+    let client_cpu_us = probe::sample(&[std::process::id()])
+        .map_or(0, |s| s.cpu_us)
+        .saturating_sub(client_before);
 
     let peak_in_flight = tally.peak_in_flight.load(Ordering::Relaxed);
     let server = match (idle, end) {
@@ -268,6 +277,7 @@ pub async fn run(cfg: HoldConfig) -> Result<HoldReport, BenchError> {
                 } else {
                     0.0
                 },
+                cpu_us: end.cpu_us.saturating_sub(idle.cpu_us),
             })
         }
         _ => None,
@@ -297,6 +307,7 @@ pub async fn run(cfg: HoldConfig) -> Result<HoldReport, BenchError> {
         },
         peak_in_flight,
         wall_secs,
+        client_cpu_us,
         latency,
         server,
         first_error,
@@ -355,54 +366,132 @@ async fn run_http2(
 ) -> Result<(), BenchError> {
     let sources = target::sources(&target.addr, cfg.sources);
     let conns = cfg.connections.min(cfg.requests);
-    let mut senders = Vec::with_capacity(conns);
-    for i in 0..conns {
-        let stream = target::connect(target.addr, sources[i % sources.len()])
-            .await
-            .map_err(|e| BenchError::io(format!("connect to {}", target.url), e))?;
-        let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-            // Many streams per connection: a generous window keeps flow
-            // control out of the picture for small answers.
-            .initial_connection_window_size(16 * 1024 * 1024)
-            .handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
-            .await
-            .map_err(|e| BenchError::Setup(format!("HTTP/2 handshake with {}: {e}", target.url)))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        senders.push(sender);
-    }
-    let uri: hyper::Uri = format!("http://{}{}", target.authority, target.path_and_query)
+    let uri: http::Uri = format!("http://{}{}", target.authority, target.path_and_query)
         .parse()
         .map_err(|e| BenchError::BadUrl {
             url: target.url.clone(),
             reason: format!("{e}"),
         })?;
+    // Connect and handshake everything first, so the requests go out
+    // together.
+    let mut clients = Vec::with_capacity(conns);
+    for i in 0..conns {
+        let stream = target::connect(target.addr, sources[i % sources.len()])
+            .await
+            .map_err(|e| BenchError::io(format!("connect to {}", target.url), e))?;
+        let (client, conn) = h2::client::Builder::new()
+            // Many small answers per connection: generous windows keep
+            // flow control out of the picture.
+            .initial_window_size(1 << 20)
+            .initial_connection_window_size(16 << 20)
+            .handshake::<_, Bytes>(stream)
+            .await
+            .map_err(|e| BenchError::Setup(format!("HTTP/2 handshake with {}: {e}", target.url)))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        clients.push(client);
+    }
     let give_up = tally.deadline + GIVE_UP_AFTER;
     let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..cfg.requests {
-        let mut sender = senders[i % conns].clone();
+    for (i, client) in clients.into_iter().enumerate() {
+        // Spread the requests evenly: the first `requests % conns`
+        // connections take one more.
+        let n = cfg.requests / conns + usize::from(i < cfg.requests % conns);
         let (tally, uri) = (tally.clone(), uri.clone());
-        tasks.spawn(async move {
-            let req = hyper::Request::get(uri)
-                .body(Empty::<Bytes>::new())
-                .expect("static parts are valid");
-            let sent = Instant::now();
-            tally.sent();
-            let fut = async {
-                sender.ready().await?;
-                let resp = sender.send_request(req).await?;
-                let status = resp.status().as_u16();
-                let body = resp.into_body().collect().await?.to_bytes();
-                Ok::<_, hyper::Error>((status, body))
-            };
-            match tokio::time::timeout(give_up, fut).await {
-                Ok(Ok((status, body))) => tally.answered(sent.elapsed(), status, &body),
-                Ok(Err(e)) => tally.failed(true, format!("request: {e}")),
-                Err(_) => tally.failed(true, format!("no answer within {give_up:?}")),
-            }
-        });
+        tasks.spawn(async move { h2_connection(client, uri, n, &tally, give_up).await });
     }
     while tasks.join_next().await.is_some() {}
     Ok(())
+}
+
+/// Sends `n` GETs on one HTTP/2 connection and checks the answers. One task
+/// per connection, not per request: the sender half waits only when the
+/// server's stream limit is reached, the receiver half collects answers as
+/// they complete (a spawned task and a timer per request would cost the
+/// client more CPU than the server spends, on a machine they share).
+async fn h2_connection(
+    client: h2::client::SendRequest<Bytes>,
+    uri: http::Uri,
+    n: usize,
+    tally: &Tally,
+    give_up: Duration,
+) {
+    use futures::stream::{FuturesUnordered, StreamExt};
+    type Pending = (Instant, h2::client::ResponseFuture);
+    // Holds at most this connection's `n` requests: bounded by the work.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Pending>(n.max(1));
+    let sender = async move {
+        let mut client = client;
+        for _ in 0..n {
+            client = match client.ready().await {
+                Ok(c) => c,
+                Err(e) => return Err(format!("connection: {e}")),
+            };
+            let req = http::Request::get(uri.clone())
+                .body(())
+                .expect("static parts are valid");
+            let sent = Instant::now();
+            let (resp, _) = client
+                .send_request(req, true)
+                .map_err(|e| format!("send: {e}"))?;
+            tally.sent();
+            if tx.send((sent, resp)).await.is_err() {
+                break;
+            }
+        }
+        Ok(())
+    };
+    let receiver = async {
+        let mut pending = FuturesUnordered::new();
+        let mut open = true;
+        let mut deadline: Option<tokio::time::Instant> = None;
+        loop {
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                item = rx.recv(), if open => match item {
+                    Some((sent, resp)) => pending.push(async move { (sent, read_h2(resp).await) }),
+                    None => {
+                        open = false;
+                        deadline = Some(tokio::time::Instant::now() + give_up);
+                    }
+                },
+                Some((sent, result)) = pending.next(), if !pending.is_empty() => match result {
+                    Ok((status, body)) => tally.answered(sent.elapsed(), status, &body),
+                    Err(e) => tally.failed(true, format!("request: {e}")),
+                },
+                () = sleep => {
+                    for _ in 0..pending.len() {
+                        tally.failed(true, format!("no answer within {give_up:?}"));
+                    }
+                    return;
+                }
+            }
+            if !open && pending.is_empty() {
+                return;
+            }
+        }
+    };
+    let (sent, ()) = tokio::join!(sender, receiver);
+    if let Err(e) = sent {
+        tally.note_error(e);
+    }
+}
+
+async fn read_h2(resp: h2::client::ResponseFuture) -> Result<(u16, Vec<u8>), h2::Error> {
+    let resp = resp.await?;
+    let status = resp.status().as_u16();
+    let mut body = resp.into_body();
+    let mut out = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk?;
+        let _ = body.flow_control().release_capacity(chunk.len());
+        out.extend_from_slice(&chunk);
+    }
+    Ok((status, out))
 }

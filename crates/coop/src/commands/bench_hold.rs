@@ -115,6 +115,7 @@ fn print_text(r: &HoldReport) {
         r.peak_in_flight, r.send_spread_secs, r.wall_secs
     );
     println!("  latency: {}", r.latency.line());
+    println!("  client CPU {:.2} s", r.client_cpu_us as f64 / 1e6);
     if let Some(s) = &r.server {
         println!(
             "  server RSS idle {:.1} MiB, peak {:.1} MiB (sampled {:.1} MiB){}, {:.0} B per in-flight request",
@@ -124,6 +125,7 @@ fn print_text(r: &HoldReport) {
             if s.peak_reset { "" } else { " (peak not reset)" },
             s.bytes_per_in_flight
         );
+        println!("  server CPU {:.2} s", s.cpu_us as f64 / 1e6);
     }
     if let Some(e) = &r.first_error {
         println!("  first error: {e}");
