@@ -274,7 +274,12 @@ async fn animal(State(farm): State<Farm>, req: Request) -> Response {
     let inner = &*farm.inner;
     let track = Track::start(inner, &inner.animal);
     let json = wants_json(&req);
-    let response = match prepare(inner, &req, json) {
+    let plan = prepare(inner, &req, json);
+    // Everything needed is decided: free the request (headers, URI,
+    // extensions: about a kilobyte) before the wait, since thousands of
+    // requests may be waiting at once.
+    drop(req);
+    let response = match plan {
         Plan::Sound(body, delay) => {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
