@@ -99,7 +99,15 @@ impl Takeover {
         drop(peek);
         drop(sink);
         let _ = stream.set_nodelay(true);
-        let started = start_subscriber(&self.hub, &spec, &head.query, &head.headers).await;
+        // Boxed: this future's state (history reads and all) would
+        // otherwise be part of the connection task for its whole life.
+        let started = Box::pin(start_subscriber(
+            &self.hub,
+            &spec,
+            &head.query,
+            &head.headers,
+        ))
+        .await;
         // Nothing of the request outlives its parsing (10,000 idle
         // subscribers should not each keep their headers).
         drop((head, spec));
