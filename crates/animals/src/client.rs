@@ -54,6 +54,10 @@ pub struct ClientConfig {
     /// the kernel retries dropped SYNs only after 1 s, then 3 s: pacing the
     /// connects is much faster than letting them all race.
     pub max_connecting: usize,
+    /// With HTTP/2, spread requests over this many connections (one pool
+    /// each): a single connection is driven by one task, so one core on
+    /// each side; a few let both cores of client and server work.
+    pub http2_connections: usize,
 }
 
 impl Default for ClientConfig {
@@ -67,6 +71,7 @@ impl Default for ClientConfig {
             max_backoff: Duration::from_secs(5),
             http2_prior_knowledge: false,
             max_connecting: 256,
+            http2_connections: 4,
         }
     }
 }
@@ -103,7 +108,10 @@ pub fn says(name: &str, sound: &str) -> String {
 /// A cheap `Clone` handle on one connection pool and its settings.
 #[derive(Debug, Clone)]
 pub struct Client {
-    http: reqwest::Client,
+    /// One pool for HTTP/1.1 (it opens connections as needed); with
+    /// HTTP/2 prior knowledge, `http2_connections` pools of one
+    /// connection each, used round-robin by input position.
+    http: Arc<[reqwest::Client]>,
     base: Arc<Url>,
     config: Arc<ClientConfig>,
 }
@@ -129,16 +137,26 @@ impl Client {
         if base.cannot_be_a_base() {
             return Err(bad("it cannot take a path"));
         }
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(config.timeout)
-            .connector_layer(tower::limit::ConcurrencyLimitLayer::new(
-                config.max_connecting.max(1),
-            ))
-            .user_agent(concat!("coop/", env!("CARGO_PKG_VERSION")));
-        if config.http2_prior_knowledge {
-            builder = builder.http2_prior_knowledge();
-        }
-        let http = builder.build().map_err(|e| Error::transport(&e))?;
+        // Shared by every pool, so the pacing of connects is global.
+        let connecting =
+            tower::limit::GlobalConcurrencyLimitLayer::new(config.max_connecting.max(1));
+        let pools = if config.http2_prior_knowledge {
+            config.http2_connections.max(1)
+        } else {
+            1
+        };
+        let http = (0..pools)
+            .map(|_| {
+                let mut builder = reqwest::Client::builder()
+                    .connect_timeout(config.timeout)
+                    .connector_layer(connecting.clone())
+                    .user_agent(concat!("coop/", env!("CARGO_PKG_VERSION")));
+                if config.http2_prior_knowledge {
+                    builder = builder.http2_prior_knowledge();
+                }
+                builder.build().map_err(|e| Error::transport(&e))
+            })
+            .collect::<Result<Arc<[_]>, _>>()?;
         Ok(Client {
             http,
             base: Arc::new(base),
@@ -190,7 +208,7 @@ impl Client {
         let mut attempts = 0;
         let result = loop {
             attempts += 1;
-            match self.attempt(url.clone()).await {
+            match self.attempt(index, url.clone()).await {
                 Ok(sound) => break Ok(sound),
                 Err(failed) if failed.retry && attempts <= self.config.retries => {
                     let wait = self.backoff(attempts, failed.retry_after);
@@ -209,7 +227,7 @@ impl Client {
         }
     }
 
-    async fn attempt(&self, url: Url) -> Result<String, Failed> {
+    async fn attempt(&self, index: usize, url: Url) -> Result<String, Failed> {
         let timeout = self.config.timeout;
         let transport = |e: reqwest::Error| Failed {
             retry: e.is_connect(),
@@ -220,8 +238,8 @@ impl Client {
             },
             retry_after: None,
         };
-        let response = self
-            .http
+        let http = &self.http[index % self.http.len()];
+        let response = http
             .get(url)
             .timeout(timeout)
             .send()
