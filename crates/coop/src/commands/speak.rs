@@ -55,7 +55,8 @@ pub struct SpeakArgs {
     pub sequential: bool,
 
     /// Requests in flight at most. The default lets 10,000 animals go at
-    /// once over HTTP/1.1 (one connection each; mind `ulimit -n`).
+    /// once (over HTTP/1.1 that is one connection each: mind `ulimit -n`,
+    /// or use `--http2`).
     #[arg(long, short = 'c', default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub concurrency: u32,
 
@@ -68,8 +69,10 @@ pub struct SpeakArgs {
     #[arg(long, default_value_t = 2)]
     pub retries: u32,
 
-    /// Use HTTP/2 without TLS (prior knowledge): every request shares one
-    /// connection. (Over https, HTTP/2 is negotiated automatically.)
+    /// Use HTTP/2 without TLS (prior knowledge): requests are multiplexed
+    /// over 4 connections instead of one connection each; best for
+    /// thousands of animals. (Over https, HTTP/2 is negotiated
+    /// automatically.)
     #[arg(long)]
     pub http2: bool,
 
