@@ -258,8 +258,8 @@ async fn a_slow_answer_times_out_and_is_not_retried() {
 }
 
 #[tokio::test]
-async fn http2_prior_knowledge_shares_one_connection() {
-    // axum::serve speaks h2c too; a hundred requests ride one connection.
+async fn http2_prior_knowledge_multiplexes_many_requests() {
+    // axum::serve speaks h2c too; a hundred requests ride a few connections.
     let addr = farm(Duration::from_millis(100)).await;
     let c = client(addr, |c| c.http2_prior_knowledge = true);
     let all: Vec<_> = c
