@@ -72,70 +72,77 @@ impl Takeover {
         }
     }
 
-    /// Serves `stream` to the end and returns `None` if its first request
-    /// is a streaming subscription; otherwise returns it untouched (nothing
-    /// consumed) for the HTTP server.
-    pub async fn try_take(&self, mut stream: TcpStream, peer: SocketAddr) -> Option<TcpStream> {
+    /// Takes `stream` if its first request is a streaming subscription:
+    /// the subscriber then runs in a task of its own (holding `guard`, say
+    /// the server's graceful-shutdown watcher and connection permit, until
+    /// it ends) and this returns `Ok`. Otherwise gives both back untouched
+    /// (nothing consumed) for the HTTP server.
+    ///
+    /// The subscriber gets a fresh, small task rather than living inside
+    /// the caller's connection task, whose state is sized for everything
+    /// an HTTP connection may do: that is most of what 10,000 idle
+    /// subscribers would otherwise cost.
+    pub async fn try_take<G: Send + 'static>(
+        &self,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        guard: G,
+    ) -> Result<(), (TcpStream, G)> {
         let mut peek = vec![0u8; PEEK_BYTES];
         let n = match stream.peek(&mut peek).await {
             Ok(n) => n,
-            Err(_) => return Some(stream),
+            Err(_) => return Err((stream, guard)),
         };
         let Some(head) = parse_head(&peek[..n]) else {
-            return Some(stream);
+            return Err((stream, guard));
         };
         let spec = if head.path == "/" {
             DEFAULT_TOPIC.to_string()
         } else if let Some(spec) = head.path.strip_prefix("/topics/") {
             percent_decode(spec)
         } else {
-            return Some(stream);
+            return Err((stream, guard));
         };
+        drop(peek);
         // Consume the head we parsed (it is in the kernel buffer already).
         let mut sink = vec![0u8; head.len];
         if stream.read_exact(&mut sink).await.is_err() {
-            return None;
+            return Ok(());
         }
-        drop(peek);
         drop(sink);
         let _ = stream.set_nodelay(true);
-        // Boxed: this future's state (history reads and all) would
-        // otherwise be part of the connection task for its whole life.
-        let started = Box::pin(start_subscriber(
-            &self.hub,
-            &spec,
-            &head.query,
-            &head.headers,
-        ))
-        .await;
-        // Nothing of the request outlives its parsing (10,000 idle
-        // subscribers should not each keep their headers).
+        let started = start_subscriber(&self.hub, &spec, &head.query, &head.headers).await;
         drop((head, spec));
-        match started {
-            Ok(sub) => match &self.fanout {
-                None => run(stream, sub).await,
-                Some(rt) => {
-                    // Move the socket to the fan-out runtime's reactor.
-                    let Ok(std) = stream.into_std() else {
-                        return None;
-                    };
-                    let task = rt.spawn(async move {
-                        if let Ok(stream) = TcpStream::from_std(std) {
-                            run(stream, sub).await;
-                        }
-                    });
-                    // Awaited so the caller (and its graceful-shutdown
-                    // watcher) lives as long as the subscriber.
-                    let _ = task.await;
-                }
-            },
+        let sub = match started {
+            Ok(sub) => sub,
             Err(err) => {
                 tracing::debug!(%peer, %err, "direct subscription refused");
                 let _ = stream.write_all(&error_response(&err)).await;
                 let _ = stream.shutdown().await;
+                return Ok(());
+            }
+        };
+        match &self.fanout {
+            None => {
+                tokio::spawn(async move {
+                    run(stream, sub).await;
+                    drop(guard);
+                });
+            }
+            Some(rt) => {
+                // Move the socket to the fan-out runtime's reactor.
+                let Ok(std) = stream.into_std() else {
+                    return Ok(());
+                };
+                rt.spawn(async move {
+                    if let Ok(stream) = TcpStream::from_std(std) {
+                        run(stream, sub).await;
+                    }
+                    drop(guard);
+                });
             }
         }
-        None
+        Ok(())
     }
 }
 

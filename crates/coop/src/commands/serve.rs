@@ -397,19 +397,22 @@ async fn accept_loop(
                 tracing::debug!(%peer, "closed: nothing sent within the header timeout");
                 return;
             }
-            // Streaming subscribers own their socket (hub's `direct.rs`);
-            // `watcher` stays alive meanwhile, so the drain waits for them.
-            let stream = match &takeover {
-                Some(takeover) => match takeover.try_take(stream, peer).await {
-                    Some(stream) => stream,
-                    None => return,
+            // Streaming subscribers own their socket (hub's `direct.rs`),
+            // in a task of their own that keeps `watcher` and `permit`
+            // until it ends, so the drain waits for them.
+            let (stream, (watcher, permit)) = match &takeover {
+                Some(takeover) => match takeover.try_take(stream, peer, (watcher, permit)).await {
+                    Ok(()) => return,
+                    Err(back) => back,
                 },
-                None => stream,
+                None => (stream, (watcher, permit)),
             };
             let conn = builder
                 .serve_connection_with_upgrades(TokioIo::new(stream), service)
                 .into_owned();
-            if let Err(err) = watcher.watch(conn).await {
+            // Boxed, so that a connection the hub took over (above) does
+            // not carry the size of hyper's connection state all its life.
+            if let Err(err) = Box::pin(watcher.watch(conn)).await {
                 tracing::debug!(%peer, error = %err, "connection ended with an error");
             }
             drop(permit);

@@ -55,12 +55,12 @@ impl TestHub {
                 let takeover = takeover.clone();
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    let stream = match takeover {
-                        Some(t) => match t.try_take(stream, peer).await {
-                            Some(s) => s,
-                            None => return,
+                    let (stream, watcher) = match takeover {
+                        Some(t) => match t.try_take(stream, peer, watcher).await {
+                            Ok(()) => return,
+                            Err(back) => back,
                         },
-                        None => stream,
+                        None => (stream, watcher),
                     };
                     let builder = hyper_util::server::conn::auto::Builder::new(
                         hyper_util::rt::TokioExecutor::new(),
