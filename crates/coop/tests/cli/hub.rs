@@ -300,3 +300,15 @@ fn the_pubsub_example_is_the_talks_hub() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn coop_serve_limits_the_publish_rate_per_client() {
+    let server = Server::start(&["--publish-rate", "0.5", "--publish-burst", "1"]);
+    assert_eq!(post(&server.url("/?msg=1")).0, 200);
+    let resp = reqwest::blocking::Client::new()
+        .post(server.url("/?msg=2"))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 429);
+    assert_eq!(resp.headers()["retry-after"], "2");
+}
