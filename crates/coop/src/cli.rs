@@ -63,9 +63,13 @@ impl LogArgs {
             (false, _) => "trace",
         };
         let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+        // Colour only for a person at a terminal: logs piped to a file or
+        // captured by a test stay plain text.
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
         tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_writer(std::io::stderr)
+            .with_ansi(ansi)
             .init();
     }
 }
