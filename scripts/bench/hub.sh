@@ -13,7 +13,8 @@ args_for() {
   case $1 in
     throughput) echo "-n 1000 -m 1000 -p 1" ;;
     offered) echo "-n 1000 -m 1000 -p 32 --rate 1000" ;;
-    latency) echo "-n 10000 --rate 10 --duration 30s -p 1 --sources 16" ;;
+    # 4 publishers: one slow publish answer must not hold back the schedule
+    latency) echo "-n 10000 --rate 10 --duration 30s -p 4 --sources 16" ;;
   esac
 }
 
