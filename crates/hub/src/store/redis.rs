@@ -314,7 +314,7 @@ impl RedisConn {
             Err(_) => Err(StoreError::Unavailable(format!(
                 "redis did not answer within {COMMAND_TIMEOUT:?}"
             ))),
-            Ok(Err(e)) if e.code() == Some("TOOMANYTOPICS") => {
+            Ok(Err(e)) if e.to_string().contains("TOOMANYTOPICS") => {
                 return Err(StoreError::TooManyTopics(0));
             }
             Ok(Err(e)) => Err(StoreError::Unavailable(format!("redis unavailable: {e}"))),
