@@ -36,7 +36,7 @@ impl TestHub {
 
     async fn start_with(config: Config, direct: bool) -> TestHub {
         let shutdown = CancellationToken::new();
-        let hub = Hub::new(config, shutdown.clone());
+        let hub = backend_for_tests(config, shutdown.clone()).await;
         let router = hub::router(hub.clone());
         let takeover = direct.then(|| hub::Takeover::new(hub.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -263,5 +263,45 @@ impl Sse {
 
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.data()).unwrap()
+    }
+}
+
+/// The hub under test: the memory backend, or the one named by
+/// `HUB_TEST_BACKEND`, so that every test here also runs against durable
+/// history and cluster mode:
+///
+/// - `HUB_TEST_BACKEND=sqlite`: a fresh data directory per hub (left in the
+///   temporary directory).
+/// - `HUB_TEST_BACKEND=redis REDIS_URL=redis://…`: that Redis, **flushed**
+///   before each hub (use a Redis for tests only), with
+///   `-- --test-threads=1` since the tests share it.
+async fn backend_for_tests(config: Config, shutdown: CancellationToken) -> Hub {
+    match std::env::var("HUB_TEST_BACKEND").as_deref() {
+        Ok("sqlite") => {
+            let dir = tempfile::tempdir().unwrap().keep();
+            let data = hub::store::sqlite::DataDir::open(&dir, Default::default()).unwrap();
+            Hub::with_backend(config, shutdown, |c, f| data.backend(c, f))
+        }
+        Ok("redis") => {
+            let url = std::env::var("REDIS_URL").expect("HUB_TEST_BACKEND=redis needs REDIS_URL");
+            let client = redis::Client::open(url.as_str()).unwrap();
+            let mut admin = client.get_multiplexed_async_connection().await.unwrap();
+            let () = redis::cmd("FLUSHALL")
+                .query_async(&mut admin)
+                .await
+                .unwrap();
+            let conn = hub::store::redis::RedisConn::connect(&url).await.unwrap();
+            let hub = Hub::with_backend(config, shutdown, |c, f| conn.backend(c, f));
+            // Subscribed to Redis before the test publishes.
+            tokio::time::timeout(WAIT, async {
+                while hub.health().is_err() {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+            .await
+            .expect("redis backend healthy");
+            hub
+        }
+        _ => Hub::new(config, shutdown),
     }
 }
