@@ -40,6 +40,23 @@
 //! always, and resumes from history.)
 //!
 //! The task stops when the broker is dropped (the hub is gone).
+//!
+//! # Limits
+//!
+//! - The publisher's own node delivers its message when it comes back
+//!   through pub/sub, a fraction of a millisecond after the publish was
+//!   answered (delivering it at once would break the id order against
+//!   messages of other nodes still in flight). A shutdown in that instant
+//!   ends a subscriber before the message: it is in history, and the
+//!   subscriber gets it when it resumes with its last id.
+//! - The catch-up reads the streams, so with `--history 0` (no streams)
+//!   messages published during a pub/sub break are not recovered.
+//! - The catch-up and age pruning walk every topic in one Lua script each:
+//!   fine for thousands of topics, a noticeable pause of Redis for
+//!   hundreds of thousands.
+//! - redis-rs buffers pub/sub messages in an unbounded channel between its
+//!   connection task and this one; this task drains it without waiting on
+//!   subscribers (the fan-out never blocks), so it stays short.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
