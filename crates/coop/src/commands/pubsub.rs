@@ -29,7 +29,7 @@ pub struct PubArgs {
     pub topic: String,
 
     /// The hub's base URL.
-    #[arg(long, default_value = "http://127.0.0.1:8080", env = "COOP_URL")]
+    #[arg(long, default_value = "http://127.0.0.1:8080", env = "COOP_HUB_URL")]
     pub url: String,
 
     /// Bearer token (a JWT) for a hub started with `--auth-secret`.
@@ -76,7 +76,7 @@ pub struct SubArgs {
     pub count: Option<u64>,
 
     /// The hub's base URL.
-    #[arg(long, default_value = "http://127.0.0.1:8080", env = "COOP_URL")]
+    #[arg(long, default_value = "http://127.0.0.1:8080", env = "COOP_HUB_URL")]
     pub url: String,
 
     /// Bearer token (a JWT) for a hub started with `--auth-secret`.
