@@ -134,7 +134,7 @@ impl Subscriber {
         // Latency of the oldest message of one batch in eight (and of the
         // first): the exporter keeps every sample until it is scraped, and
         // a million samples a second would be megabytes.
-        if self.batches % 8 == 0 {
+        if self.batches.is_multiple_of(8) {
             m.latency.record(first.seen.elapsed().as_secs_f64());
         }
         self.batches = self.batches.wrapping_add(1);

@@ -188,8 +188,7 @@ impl DataDir {
             .open(dir.join(LOCK_FILE))
             .map_err(dir_err)?;
         // std's advisory whole-file lock (flock on Unix), stable since Rust
-        // 1.89; the toolchain here is newer than the workspace's declared MSRV.
-        #[allow(clippy::incompatible_msrv)]
+        // 1.89 (the workspace's rust-version).
         match lock.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
