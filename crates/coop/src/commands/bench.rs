@@ -29,3 +29,36 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         BenchCommand::Hold(a) => bench_hold::run(a).await,
     }
 }
+
+/// A generator's setup error (bad URL, bad parameter) is a usage error
+/// (exit 2); anything else failed while running (exit 1).
+pub(super) fn bench_error(e: bench::BenchError) -> anyhow::Error {
+    match e {
+        bench::BenchError::BadParameter(_) | bench::BenchError::BadUrl { .. } => {
+            anyhow::Error::new(super::ConfigError(e.to_string()))
+        }
+        other => anyhow::Error::new(other),
+    }
+}
+
+/// Prints a report (one JSON line with `--json`, else text) and turns its
+/// verdict into the exit status: a run that missed its goal exits 1 with
+/// `failure` as the reason.
+pub(super) fn finish<R: serde::Serialize>(
+    report: &R,
+    json: bool,
+    print_text: fn(&R),
+    passed: bool,
+    failure: impl FnOnce() -> String,
+) -> anyhow::Result<ExitCode> {
+    if json {
+        println!("{}", serde_json::to_string(report)?);
+    } else {
+        print_text(report);
+    }
+    if passed {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(super::Exit(1, failure()).into())
+    }
+}

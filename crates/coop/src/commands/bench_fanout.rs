@@ -9,8 +9,6 @@ use clap::Args;
 use bench::fanout::{FanoutConfig, FanoutReport};
 use bench::summary::ms;
 
-use super::Exit;
-
 /// Flags of `coop bench fanout`.
 ///
 /// Opens N streaming subscribers (`GET URL`, lines `message\r\n`), waits
@@ -100,29 +98,15 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<ExitCode> {
         idle_timeout: args.idle_timeout,
         server_pids: args.server_pid,
     };
-    let report = bench::fanout::run(cfg).await.map_err(|e| match e {
-        bench::BenchError::BadParameter(_) | bench::BenchError::BadUrl { .. } => {
-            anyhow::Error::new(super::ConfigError(e.to_string()))
-        }
-        other => anyhow::Error::new(other),
-    })?;
-    if args.json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        print_text(&report);
-    }
-    if report.passed() {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        Err(Exit(
-            1,
-            format!(
-                "{} of {} deliveries lost, {} duplicated",
-                report.lost, report.expected, report.duplicates
-            ),
+    let report = bench::fanout::run(cfg)
+        .await
+        .map_err(super::bench::bench_error)?;
+    super::bench::finish(&report, args.json, print_text, report.passed(), || {
+        format!(
+            "{} of {} deliveries lost, {} duplicated",
+            report.lost, report.expected, report.duplicates
         )
-        .into())
-    }
+    })
 }
 
 fn print_text(r: &FanoutReport) {

@@ -8,8 +8,6 @@ use clap::Args;
 
 use bench::hold::{HoldConfig, HoldReport};
 
-use super::Exit;
-
 /// Flags of `coop bench hold`.
 ///
 /// Holds many requests in flight at once against a slow server (start it
@@ -73,29 +71,15 @@ pub async fn run(args: HoldArgs) -> anyhow::Result<ExitCode> {
         connect_concurrency: args.connect_concurrency,
         server_pids: args.server_pid,
     };
-    let report = bench::hold::run(cfg).await.map_err(|e| match e {
-        bench::BenchError::BadParameter(_) | bench::BenchError::BadUrl { .. } => {
-            anyhow::Error::new(super::ConfigError(e.to_string()))
-        }
-        other => anyhow::Error::new(other),
-    })?;
-    if args.json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        print_text(&report);
-    }
-    if report.passed() {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        Err(Exit(
-            1,
-            format!(
-                "{} of {} answered correctly within {} ms",
-                report.ok, report.expected, report.deadline_ms
-            ),
+    let report = bench::hold::run(cfg)
+        .await
+        .map_err(super::bench::bench_error)?;
+    super::bench::finish(&report, args.json, print_text, report.passed(), || {
+        format!(
+            "{} of {} answered correctly within {} ms",
+            report.ok, report.expected, report.deadline_ms
         )
-        .into())
-    }
+    })
 }
 
 fn print_text(r: &HoldReport) {

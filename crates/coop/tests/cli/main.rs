@@ -4,6 +4,7 @@
 mod support;
 
 mod animals;
+mod bench;
 mod byhand;
 mod cluster;
 mod durable;
