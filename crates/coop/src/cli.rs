@@ -35,7 +35,7 @@ pub enum Command {
     Kitchen(commands::kitchen::KitchenArgs),
     /// Futures and an executor taken apart by hand (the talk's square and cube).
     Byhand(commands::byhand::ByhandArgs),
-    /// Load generators: hub fan-out, held slow requests, client runs.
+    /// Load generators: hub fan-out and held slow requests (see docs/benchmarks.md).
     Bench(commands::bench::BenchArgs),
 }
 
