@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{coop, Server};
+use crate::support::{coop, output_with_stdin, Server};
 
 fn speak(server: &Server, args: &[&str]) -> Output {
     coop()
@@ -104,22 +104,14 @@ fn speak_reads_names_from_stdin_and_a_file() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("names.txt");
     std::fs::write(&file, "duck\n\n  dog \n").unwrap();
-    let mut child = coop()
-        .arg("speak")
-        .args(["--url", &server.url("/animals")])
-        .args(["cat", "-", "--file"])
-        .arg(&file)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"frog\nhorse\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = output_with_stdin(
+        coop()
+            .arg("speak")
+            .args(["--url", &server.url("/animals")])
+            .args(["cat", "-", "--file"])
+            .arg(&file),
+        b"frog\nhorse\n",
+    );
     assert!(out.status.success());
     let animals: Vec<String> = stdout(&out)
         .lines()

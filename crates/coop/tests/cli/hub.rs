@@ -6,7 +6,7 @@ use std::net::TcpStream;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{coop, example, Server};
+use crate::support::{coop, example, output_with_stdin, Server};
 
 /// Opens a streaming GET by hand and returns the socket after the
 /// response head (the body is chunked: read with `read_until_contains`).
@@ -167,19 +167,10 @@ fn coop_pub_and_sub_talk_through_the_hub() {
         .status()
         .unwrap();
     assert!(status.success());
-    let mut publisher = coop()
-        .args(["pub", "--url", &base, "--topic", "farm.pig", "--print-id"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    publisher
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"oink\nsnort\n")
-        .unwrap();
-    let ids = publisher.wait_with_output().unwrap();
+    let ids = output_with_stdin(
+        coop().args(["pub", "--url", &base, "--topic", "farm.pig", "--print-id"]),
+        b"oink\nsnort\n",
+    );
     assert!(ids.status.success());
     let ids: Vec<u64> = String::from_utf8(ids.stdout)
         .unwrap()

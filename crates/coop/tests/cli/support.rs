@@ -30,6 +30,25 @@ pub fn example(name: &str) -> Command {
     Command::new(path)
 }
 
+/// Runs `cmd` with `input` on its stdin (then closed) and collects its
+/// output, as `echo input | coop ...` would.
+pub fn output_with_stdin(cmd: &mut Command, input: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(input)
+        .expect("write stdin");
+    child.wait_with_output().expect("wait for output")
+}
+
 /// A running `coop serve`, killed on drop.
 pub struct Server {
     pub child: Child,

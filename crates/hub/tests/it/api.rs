@@ -4,7 +4,7 @@
 use futures::StreamExt;
 use tokio_tungstenite::tungstenite::Message as Ws;
 
-use crate::support::{client, Stream, TestHub, WAIT};
+use crate::support::{client, get_json, Stream, TestHub, WAIT};
 use hub::Config;
 
 #[tokio::test]
@@ -19,14 +19,7 @@ async fn publish_answers_json_and_api_topics_reports_state() {
     assert_eq!(second["subscribers"], 0);
     assert!(second["id"].as_u64() > first["id"].as_u64());
 
-    let all: serde_json::Value = client()
-        .get(hub.url("/api/topics"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let all: serde_json::Value = get_json(&hub.url("/api/topics")).await;
     assert_eq!(all["subscribers"], 1);
     assert_eq!(all["last_id"], second["id"]);
     assert_eq!(all["topics"][0]["name"], "a");
@@ -34,14 +27,7 @@ async fn publish_answers_json_and_api_topics_reports_state() {
     assert_eq!(all["topics"][0]["history"], 1);
     assert_eq!(all["topics"][1]["last_id"], second["id"]);
 
-    let one: serde_json::Value = client()
-        .get(hub.url("/api/topics/a"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let one: serde_json::Value = get_json(&hub.url("/api/topics/a")).await;
     assert_eq!(one["last_id"], first["id"]);
     let missing = client()
         .get(hub.url("/api/topics/nope"))

@@ -13,7 +13,7 @@ use hub::{Config, Hub};
 use tokio_util::sync::CancellationToken;
 
 use crate::durable::serve;
-use crate::support::{client, Stream, TestHub, WAIT};
+use crate::support::{client, get_json, Stream, TestHub, WAIT};
 
 /// A `redis-server` of our own on a free port, killed on drop. With
 /// `persist`, it keeps an append-only file fsynced at every write in its
@@ -154,14 +154,7 @@ async fn a_message_published_on_one_node_reaches_the_other_and_resumes_there() {
     assert_eq!(moved.json().await.unwrap()["message"], "moo again");
 
     // History and stats on A reflect messages published on B.
-    let stats: serde_json::Value = client()
-        .get(a.url("/api/topics/farm.cow"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats: serde_json::Value = get_json(&a.url("/api/topics/farm.cow")).await;
     assert_eq!(stats["history"], 2, "{stats}");
     assert_eq!(stats["last_id"], third["id"], "{stats}");
 }

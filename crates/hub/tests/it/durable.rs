@@ -12,7 +12,7 @@ use hub::store::{Retention, Store};
 use hub::{Config, Hub, TopicName};
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{client, Stream, TestHub};
+use crate::support::{client, get_json, Stream, TestHub};
 
 /// Serves `hub` on 127.0.0.1:0 like `TestHub::start` does for the memory
 /// backend.
@@ -91,14 +91,7 @@ async fn ids_continue_after_a_reopen_and_a_subscriber_resumes_across_it() {
     h.wait_subscribers(1).await;
     h.publish("/topics/t", "four").await;
     assert_eq!(sub.json().await.unwrap()["message"], "four");
-    let topics: serde_json::Value = client()
-        .get(h.url("/api/topics/t"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let topics: serde_json::Value = get_json(&h.url("/api/topics/t")).await;
     assert_eq!(topics["history"], 4, "{topics}");
 }
 

@@ -126,6 +126,18 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
+/// GETs `url` and parses the answer as JSON (`/api/topics` and friends).
+pub async fn get_json(url: &str) -> serde_json::Value {
+    client()
+        .get(url)
+        .send()
+        .await
+        .expect("GET succeeds")
+        .json()
+        .await
+        .expect("answer is JSON")
+}
+
 /// A streaming response read incrementally.
 pub struct Stream {
     pub resp_headers: reqwest::header::HeaderMap,
