@@ -26,12 +26,16 @@ fn main() -> std::io::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     let stop = CancellationToken::new();
 
+    // Printed before the spawn: a multi-threaded runtime starts a spawned
+    // task on a worker thread at once, while Python's loop only starts it
+    // inside run_forever().
+    println!("running until a task stops us");
+
     // Python: loop.create_task(stop_in(3))
     runtime.spawn(stop_in(3, stop.clone()));
 
     // Python: loop.run_forever(). The runtime serves every spawned task
     // until the token is cancelled (or Ctrl-C is pressed).
-    println!("running until a task stops us");
     runtime.block_on(async {
         tokio::select! {
             _ = stop.cancelled() => println!("stopped by the countdown task"),
