@@ -6,6 +6,8 @@
 //!   `--catalog FILE` to replace or extend), name rules.
 //! - [`server`]: `router(Farm) -> axum::Router` for `/animals` and
 //!   `/animals/{name}`: delay, fault injection, JSON, metrics.
+//! - [`direct`]: the fast path of `coop serve` for plain animal requests,
+//!   answered from the socket without hyper (same answers, less memory).
 //! - [`client`]: the ordered, bounded, retrying client behind `coop speak`,
 //!   and the timing summary.
 //! - [`error`]: the library's error type.
@@ -15,10 +17,12 @@
 
 pub mod catalog;
 pub mod client;
+pub mod direct;
 pub mod error;
 pub mod server;
 
 pub use catalog::Catalog;
 pub use client::{Client, ClientConfig, Outcome, Timing};
+pub use direct::{Direct, Served};
 pub use error::Error;
 pub use server::{router, Config, Farm};

@@ -117,6 +117,11 @@ pub struct ServeArgs {
     #[arg(long, default_value = "10s", value_parser = parse_duration, env = "COOP_DRAIN_TIMEOUT")]
     pub drain_timeout: Duration,
 
+    /// Send every animal request through hyper and the router, not the
+    /// socket-level fast path (for comparison; the answers are the same).
+    #[arg(long, hide_short_help = true, env = "COOP_NO_DIRECT")]
+    pub no_direct: bool,
+
     #[command(flatten)]
     pub hub: HubArgs,
 }
@@ -198,6 +203,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .context("cannot start the hub")?;
     let health = hub.health.clone();
     let takeover = hub.takeover.clone();
+    let direct = (!args.no_direct).then(|| animals::Direct::new(farm.clone(), shutdown.clone()));
     let router = animals::router(farm)
         .merge(hub.router)
         .route(
@@ -240,7 +246,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     tracing::info!(%local, delay = ?args.delay, "serving the farm");
 
-    let graceful = accept_loop(listener, router, takeover, &args, shutdown.clone()).await;
+    let graceful = accept_loop(listener, router, direct, takeover, &args, shutdown.clone()).await;
 
     tracing::info!(
         connections = graceful.count(),
@@ -319,6 +325,7 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 async fn accept_loop(
     listener: TcpListener,
     router: Router,
+    direct: Option<animals::Direct>,
     takeover: Option<hub::Takeover>,
     args: &ServeArgs,
     shutdown: CancellationToken,
@@ -392,6 +399,7 @@ async fn accept_loop(
         let watcher = graceful.watcher();
         let shutdown = shutdown.clone();
         let takeover = takeover.clone();
+        let direct = direct.clone();
         tokio::spawn(async move {
             // hyper's header timeout starts once it reads a request; a
             // client that connects and sends nothing is cut off here.
@@ -406,6 +414,15 @@ async fn accept_loop(
                 tracing::debug!(%peer, "closed: nothing sent within the header timeout");
                 return;
             }
+            // Plain animal requests are answered without hyper (animals'
+            // `direct.rs`) for as long as the connection sends only those.
+            let stream = match &direct {
+                Some(direct) => match direct.serve(stream).await {
+                    animals::Served::Done => return,
+                    animals::Served::Other(stream) => stream,
+                },
+                None => stream,
+            };
             // Streaming subscribers own their socket (hub's `direct.rs`),
             // in a task of their own that keeps `watcher` and `permit`
             // until it ends, so the drain waits for them.

@@ -332,7 +332,15 @@ fn a_slowloris_client_is_cut_off_by_the_header_timeout() {
 
 #[test]
 fn a_client_leaving_mid_delay_does_not_hurt_the_others() {
-    let server = Server::start(&["--delay", "600ms"]);
+    // Both paths: the socket-level fast path and hyper.
+    for path in [None, Some("--no-direct")] {
+        let mut args = vec!["--delay", "600ms"];
+        args.extend(path);
+        a_client_leaves_mid_delay(&Server::start(&args));
+    }
+}
+
+fn a_client_leaves_mid_delay(server: &Server) {
     let other = {
         let url = server.url("/animals/pig");
         std::thread::spawn(move || get(&url).text().unwrap())
@@ -495,4 +503,152 @@ fn running_out_of_file_descriptors_is_logged_and_survived() {
     }
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// Reads one response (head and `content-length` body) off a keep-alive
+/// connection: the status line, the headers lowercased and sorted without
+/// `date`, and the body (none when answering a `HEAD`).
+fn read_response(reader: &mut impl std::io::BufRead, head: bool) -> (String, Vec<String>, String) {
+    let mut status = String::new();
+    reader.read_line(&mut status).unwrap();
+    let mut headers = Vec::new();
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let line = line.trim_end().to_ascii_lowercase();
+        if line.is_empty() {
+            break;
+        }
+        if let Some(n) = line.strip_prefix("content-length: ") {
+            length = n.parse().unwrap();
+        }
+        if !line.starts_with("date: ") {
+            headers.push(line);
+        }
+    }
+    headers.sort();
+    let mut body = vec![0; if head { 0 } else { length }];
+    reader.read_exact(&mut body).unwrap();
+    (
+        status.trim_end().to_owned(),
+        headers,
+        String::from_utf8(body).unwrap(),
+    )
+}
+
+/// The requests of the wire contract, one connection each, answered by
+/// `server` (`connection: close` ends each).
+fn answers(server: &Server, requests: &[&str]) -> Vec<(String, Vec<String>, String)> {
+    requests
+        .iter()
+        .map(|head| {
+            let mut s = TcpStream::connect(server.addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            s.write_all(head.as_bytes()).unwrap();
+            let mut reader = std::io::BufReader::new(s);
+            let answer = read_response(&mut reader, head.starts_with("HEAD"));
+            let mut rest = Vec::new();
+            let _ = reader.read_to_end(&mut rest);
+            assert!(rest.is_empty(), "{head:?}: more after the answer: {rest:?}");
+            answer
+        })
+        .collect()
+}
+
+fn direct_count(server: &Server) -> Option<u64> {
+    let text = get(&server.url("/metrics")).text().unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("animals_requests_direct_total "))
+        .map(|n| n.parse().unwrap())
+}
+
+#[test]
+fn the_fast_path_answers_exactly_what_hyper_answers() {
+    let requests: Vec<String> = [
+        "GET /animals/cow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        "GET /animals//pig?delay=10ms HTTP/1.1\r\nConnection: close\r\n\r\n",
+        "HEAD /animals/cow HTTP/1.1\r\nConnection: close\r\n\r\n",
+        "GET /animals/cow HTTP/1.1\r\nAccept: application/json\r\nConnection: close\r\n\r\n",
+        "GET /animals HTTP/1.1\r\nConnection: close\r\n\r\n",
+        "GET /animals HTTP/1.1\r\naccept: text/html, application/json\r\nConnection: close\r\n\r\n",
+        "GET /animals/unicorn HTTP/1.1\r\nConnection: close\r\n\r\n",
+        "GET /animals/unicorn HTTP/1.1\r\nAccept: application/json\r\nConnection: close\r\n\r\n",
+        "GET /animals/c%zzw HTTP/1.1\r\nConnection: close\r\n\r\n",
+        "GET /animals/cow?delay=soon HTTP/1.1\r\nConnection: close\r\n\r\n",
+        "GET /animals/a.b HTTP/1.1\r\nConnection: close\r\n\r\n",
+    ]
+    .map(String::from)
+    .into();
+    let requests: Vec<&str> = requests.iter().map(String::as_str).collect();
+    for extra in [&[][..], &["--error-rate", "1", "--retry-after", "7"][..]] {
+        let mut args = vec!["--delay", "0s"];
+        args.extend(extra);
+        let fast = Server::start(&args);
+        args.push("--no-direct");
+        let hyper = Server::start(&args);
+        let (a, b) = (answers(&fast, &requests), answers(&hyper, &requests));
+        for ((request, a), b) in requests.iter().zip(&a).zip(&b) {
+            assert_eq!(a, b, "{request:?} with {extra:?}");
+        }
+        // The comparison compared something: every request went through
+        // the fast path on one server and none on the other.
+        assert_eq!(direct_count(&fast), Some(requests.len() as u64));
+        assert_eq!(direct_count(&hyper).unwrap_or(0), 0);
+        if extra.is_empty() {
+            assert_eq!(a[0].0, "HTTP/1.1 200 OK");
+            assert_eq!(a[0].2, "Moo!");
+            assert_eq!(a[2].2, "", "HEAD has no body");
+            assert_eq!(a[6].0, "HTTP/1.1 404 Not Found");
+            assert_eq!(a[6].2, "The animal unicorn was not found.");
+        } else {
+            assert_eq!(a[0].0, "HTTP/1.1 503 Service Unavailable");
+            assert!(a[0].1.contains(&"retry-after: 7".to_owned()), "{:?}", a[0]);
+        }
+    }
+}
+
+#[test]
+fn one_connection_moves_from_the_fast_path_to_hyper_and_pipelines() {
+    let server = Server::start(&["--delay", "20ms"]);
+    let s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut writer = s.try_clone().unwrap();
+    let mut reader = std::io::BufReader::new(s);
+    // Fast path, then a route it does not serve (hyper takes the rest of
+    // the connection), then an animal again (now through hyper).
+    for (head, body) in [
+        ("GET /animals/cow HTTP/1.1\r\nHost: x\r\n\r\n", "Moo!"),
+        ("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", "ok"),
+        ("GET /animals/pig HTTP/1.1\r\nHost: x\r\n\r\n", "Oink!"),
+    ] {
+        writer.write_all(head.as_bytes()).unwrap();
+        let (status, _, got) = read_response(&mut reader, false);
+        assert_eq!((status.as_str(), got.as_str()), ("HTTP/1.1 200 OK", body));
+    }
+    assert_eq!(direct_count(&server), Some(1));
+
+    // Three requests in one write: answered in order on one connection.
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(
+        b"GET /animals/cow HTTP/1.1\r\n\r\nGET /animals/unicorn HTTP/1.1\r\n\r\n\
+          GET /animals/duck HTTP/1.1\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut reader = std::io::BufReader::new(s);
+    let bodies: Vec<String> = (0..3)
+        .map(|_| read_response(&mut reader, false).2)
+        .collect();
+    assert_eq!(
+        bodies,
+        ["Moo!", "The animal unicorn was not found.", "Quack!"]
+    );
+    let mut rest = Vec::new();
+    reader.read_to_end(&mut rest).unwrap();
+    assert!(
+        rest.is_empty(),
+        "the connection closes after the last answer"
+    );
+    assert_eq!(direct_count(&server), Some(4));
 }
