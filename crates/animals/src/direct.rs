@@ -10,25 +10,34 @@
 //! router's per-request work.
 //!
 //! How: `coop serve` offers every new connection to [`Direct::serve`]
-//! first. It peeks at the next request without consuming it. A complete
-//! HTTP/1.1 `GET` or `HEAD` for `/animals` or `/animals/{name}`, with no
-//! body and no upgrade, is consumed and answered here, through the same
-//! [`decide`](crate::server) as the axum handler, so both paths send the
+//! first. A complete HTTP/1.1 `GET` or `HEAD` for `/animals` or
+//! `/animals/{name}`, with no body and no upgrade, is answered here,
+//! through the same `decide` as the axum handler, so both paths send the
 //! same status, headers and body and count the same metrics. Anything else
 //! (another route, another method, HTTP/1.0 or HTTP/2, a head split over
-//! several packets or longer than [`PEEK_BYTES`]) is handed back untouched,
-//! even in the middle of a keep-alive connection, and hyper serves the rest
-//! of that connection.
+//! several packets or longer than [`PEEK_BYTES`]) goes back to the caller
+//! with the bytes already read ([`Served::Other`]), even in the middle of a
+//! keep-alive connection, and hyper serves the rest of that connection
+//! through [`Rewound`].
+//!
+//! The first request is only peeked at until it is known to be ours, so a
+//! connection handed back at once has nothing consumed (the hub's own fast
+//! path peeks at it next). After that, requests are read straight into a
+//! buffer: one `recv` per request, as hyper does.
 //!
 //! A client that goes away during the delay cancels its request, as with
 //! hyper: the timer is dropped and the cancellation is counted.
 
 use std::cell::RefCell;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use axum::body::Bytes;
+use bytes::{Buf, BytesMut};
 use http::StatusCode;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
@@ -51,25 +60,45 @@ pub struct Direct {
     shutdown: CancellationToken,
 }
 
-/// One request this path answers, parsed and decided.
-struct Request {
-    /// Bytes of the head, consumed from the socket once taken.
+/// What `Direct::serve` left of a connection.
+pub enum Served {
+    /// The connection is finished (closed, idle, shut down or broken).
+    Done,
+    /// The next request is not for this path. The bytes are what was
+    /// already read of it (empty if nothing was): serve the connection
+    /// through [`Rewound`] so they are read again.
+    Other(TcpStream, Bytes),
+}
+
+/// A request head, borrowed from the bytes it was parsed from.
+struct Head<'a> {
+    /// Bytes of the head.
     len: usize,
+    path: &'a str,
+    query: Option<&'a str>,
+    welcome: bool,
+    head_only: bool,
+    json: bool,
+    close: bool,
+}
+
+enum Parsed<'a> {
+    Ours(Head<'a>),
+    /// Not a complete head yet.
+    Partial,
+    /// A request for someone else (or not one this path handles).
+    Other,
+}
+
+/// One request to answer: its head's flags and what to send.
+struct Request {
     welcome: bool,
     head_only: bool,
     json: bool,
     close: bool,
     /// The sound and its delay, or the error to send at once. `None` for
-    /// the welcome route (decided when answered).
+    /// the welcome route.
     plan: Option<Result<(Bytes, Duration), Failure>>,
-}
-
-/// What `Direct::serve` left of a connection.
-pub enum Served {
-    /// The connection is finished (closed, idle, shut down or broken).
-    Done,
-    /// The next request is not for this path: nothing of it was consumed.
-    Other(TcpStream),
 }
 
 impl Direct {
@@ -83,33 +112,56 @@ impl Direct {
     /// once the first byte of the connection has arrived.
     pub async fn serve(&self, mut stream: TcpStream) -> Served {
         let farm = &*self.farm.inner;
-        let mut first = true;
-        loop {
-            if !first && !self.next_request_arrives(&stream).await {
-                return Served::Done;
-            }
-            first = false;
-
+        // Peek at the first request: if it is not ours, hand the
+        // connection back untouched.
+        {
             let mut buf = vec![0u8; PEEK_BYTES];
             let n = match stream.peek(&mut buf).await {
                 Ok(0) | Err(_) => return Served::Done,
                 Ok(n) => n,
             };
-            let Some(request) = parse(farm, &buf[..n]) else {
-                return Served::Other(stream);
+            if !matches!(parse_head(&buf[..n]), Parsed::Ours(_)) {
+                return Served::Other(stream, Bytes::new());
+            }
+        }
+        // Bytes read and not yet answered: usually empty between requests
+        // (and then without an allocation), more only when a client
+        // pipelines.
+        let mut pending = BytesMut::new();
+        let mut first = true;
+        loop {
+            let (len, request) = match parse_head(&pending) {
+                Parsed::Ours(head) => (head.len, plan(farm, head)),
+                Parsed::Other => return Served::Other(stream, pending.freeze()),
+                Parsed::Partial if !pending.is_empty() => {
+                    // The rest of a head split over packets: hyper reads
+                    // it, under its header timeout.
+                    return Served::Other(stream, pending.freeze());
+                }
+                Parsed::Partial => {
+                    if !first && !self.next_request_arrives(&stream).await {
+                        return Served::Done;
+                    }
+                    first = false;
+                    pending.reserve(PEEK_BYTES);
+                    match stream.read_buf(&mut pending).await {
+                        Ok(0) | Err(_) => return Served::Done,
+                        Ok(_) => continue,
+                    }
+                }
             };
+            pending.advance(len);
+            if pending.is_empty() {
+                // Free the read buffer before a possibly long delay.
+                pending = BytesMut::new();
+            }
+
             let route = if request.welcome {
                 &farm.welcome
             } else {
                 &farm.animal
             };
             let track = Track::start(farm, route);
-            // The head is in the kernel's buffer already: this does not wait.
-            if stream.read_exact(&mut buf[..request.len]).await.is_err() {
-                return Served::Done;
-            }
-            drop(buf);
-
             let (status, body, retry_after) = match request.plan {
                 None => (StatusCode::OK, welcome_body(farm, request.json), false),
                 Some(Err(failure)) => (failure.status, failure.body, failure.retry_after),
@@ -148,7 +200,7 @@ impl Direct {
     }
 
     /// Waits for the next request on a keep-alive connection: `false` when
-    /// the client closes, stays idle too long, or the server shuts down.
+    /// the client stays idle too long or the server shuts down.
     async fn next_request_arrives(&self, stream: &TcpStream) -> bool {
         tokio::select! {
             ready = tokio::time::timeout(IDLE_TIMEOUT, stream.readable()) => {
@@ -169,22 +221,36 @@ async fn closed(stream: &TcpStream) {
     }
 }
 
-/// Parses and decides a request if it is one for this path.
-fn parse(farm: &FarmInner, bytes: &[u8]) -> Option<Request> {
+/// Decides what to answer to a parsed head.
+fn plan(farm: &FarmInner, head: Head<'_>) -> Request {
+    let plan = (!head.welcome).then(|| decide(farm, head.path, head.query, head.json));
+    Request {
+        welcome: head.welcome,
+        head_only: head.head_only,
+        json: head.json,
+        close: head.close,
+        plan,
+    }
+}
+
+/// Parses the request head at the start of `bytes`, if it is one for this
+/// path.
+fn parse_head(bytes: &[u8]) -> Parsed<'_> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let len = match req.parse(bytes) {
         Ok(httparse::Status::Complete(len)) => len,
-        _ => return None,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(_) => return Parsed::Other,
     };
-    let head_only = match req.method? {
+    let (Some(method), Some(1), Some(target)) = (req.method, req.version, req.path) else {
+        return Parsed::Other;
+    };
+    let head_only = match method {
         "GET" => false,
         "HEAD" => true,
-        _ => return None,
+        _ => return Parsed::Other,
     };
-    if req.version? != 1 {
-        return None;
-    }
     let mut json = false;
     let mut close = false;
     for header in req.headers.iter() {
@@ -198,38 +264,36 @@ fn parse(farm: &FarmInner, bytes: &[u8]) -> Option<Request> {
                 .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"));
         } else if name.eq_ignore_ascii_case("content-length") {
             if header.value.trim_ascii() != b"0" {
-                return None;
+                return Parsed::Other;
             }
         } else if name.eq_ignore_ascii_case("transfer-encoding")
             || name.eq_ignore_ascii_case("upgrade")
             || name.eq_ignore_ascii_case("expect")
         {
-            return None;
+            return Parsed::Other;
         }
     }
-    let target = req.path?;
     let (path, query) = match target.split_once('?') {
         Some((path, query)) => (path, Some(query)),
         None => (target, None),
     };
-    let plan = if path == "/animals" {
-        None
-    } else {
-        let rest = path.strip_prefix("/animals/")?;
+    let welcome = path == "/animals";
+    if !welcome {
         // `/animals/` and `/animals//` are not the animal route: the
         // router's answer (404) comes from hyper's side.
-        if rest.trim_matches('/').is_empty() {
-            return None;
+        match path.strip_prefix("/animals/") {
+            Some(rest) if !rest.trim_matches('/').is_empty() => {}
+            _ => return Parsed::Other,
         }
-        Some(decide(farm, path, query, json))
-    };
-    Some(Request {
+    }
+    Parsed::Ours(Head {
         len,
-        welcome: plan.is_none(),
+        path,
+        query,
+        welcome,
         head_only,
         json,
         close,
-        plan,
     })
 }
 
@@ -287,6 +351,65 @@ fn with_date<R>(f: impl FnOnce(&[u8]) -> R) -> R {
     })
 }
 
+/// A connection whose first bytes were already read: reads give those
+/// bytes first, then the socket's. Writes go straight to the socket.
+pub struct Rewound {
+    prefix: Bytes,
+    stream: TcpStream,
+}
+
+impl Rewound {
+    pub fn new(prefix: Bytes, stream: TcpStream) -> Rewound {
+        Rewound { prefix, stream }
+    }
+}
+
+impl AsyncRead for Rewound {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Rewound {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,25 +419,28 @@ mod tests {
         Farm::new(Catalog::builtin(), Config::default())
     }
 
-    fn parsed(head: &str) -> Option<Request> {
-        parse(&farm().inner, head.as_bytes())
+    fn parsed(head: &str) -> Option<(usize, Request)> {
+        match parse_head(head.as_bytes()) {
+            Parsed::Ours(h) => Some((h.len, plan(&farm().inner, h))),
+            Parsed::Partial | Parsed::Other => None,
+        }
     }
 
     #[test]
     fn takes_simple_animal_requests() {
-        let r = parsed("GET /animals/cow HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let (len, r) = parsed("GET /animals/cow HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
         assert!(!r.welcome && !r.head_only && !r.json && !r.close);
-        assert_eq!(r.len, 38);
+        assert_eq!(len, 38);
         let Some(Ok((body, delay))) = r.plan else {
             panic!("cow should be found")
         };
         assert_eq!(&body[..], b"Moo!");
         assert_eq!(delay, Duration::from_secs(5));
 
-        let r = parsed("HEAD /animals?x=1 HTTP/1.1\r\nAccept: application/json\r\nConnection: keep-alive, close\r\n\r\n").unwrap();
+        let (_, r) = parsed("HEAD /animals?x=1 HTTP/1.1\r\nAccept: application/json\r\nConnection: keep-alive, close\r\n\r\n").unwrap();
         assert!(r.welcome && r.head_only && r.json && r.close);
 
-        let r = parsed("GET /animals//nope HTTP/1.1\r\n\r\n").unwrap();
+        let (_, r) = parsed("GET /animals//nope HTTP/1.1\r\n\r\n").unwrap();
         let Some(Err(failure)) = r.plan else {
             panic!("nope is unknown")
         };

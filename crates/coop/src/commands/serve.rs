@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -416,25 +417,31 @@ async fn accept_loop(
             }
             // Plain animal requests are answered without hyper (animals'
             // `direct.rs`) for as long as the connection sends only those.
-            let stream = match &direct {
+            // hyper then serves the rest, re-reading what was read of the
+            // request that is not for this path.
+            let (stream, read) = match &direct {
                 Some(direct) => match direct.serve(stream).await {
                     animals::Served::Done => return,
-                    animals::Served::Other(stream) => stream,
+                    animals::Served::Other(stream, read) => (stream, read),
                 },
-                None => stream,
+                None => (stream, Bytes::new()),
             };
             // Streaming subscribers own their socket (hub's `direct.rs`),
             // in a task of their own that keeps `watcher` and `permit`
-            // until it ends, so the drain waits for them.
+            // until it ends, so the drain waits for them. That fast path
+            // peeks at a fresh request: not for one already partly read.
             let (stream, (watcher, permit)) = match &takeover {
-                Some(takeover) => match takeover.try_take(stream, peer, (watcher, permit)).await {
-                    Ok(()) => return,
-                    Err(back) => back,
-                },
-                None => (stream, (watcher, permit)),
+                Some(takeover) if read.is_empty() => {
+                    match takeover.try_take(stream, peer, (watcher, permit)).await {
+                        Ok(()) => return,
+                        Err(back) => back,
+                    }
+                }
+                _ => (stream, (watcher, permit)),
             };
+            let io = animals::direct::Rewound::new(read, stream);
             let conn = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .serve_connection_with_upgrades(TokioIo::new(io), service)
                 .into_owned();
             // Boxed, so that a connection the hub took over (above) does
             // not carry the size of hyper's connection state all its life.
