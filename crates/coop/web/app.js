@@ -72,7 +72,9 @@ function subscribe(spec) {
   // reconnects, and the hub replays from there: no gap, no duplicate.
   // EventSource cannot send headers, so a token travels as `?token=`.
   const token = $("#token").value.trim();
-  const query = "?format=sse" + (token ? "&token=" + encodeURIComponent(token) : "");
+  // `sse-json`: SSE whose data is the hub's JSON record, so that each
+  // message names its topic (EventSource ignores SSE's `topic:` field).
+  const query = "?format=sse-json" + (token ? "&token=" + encodeURIComponent(token) : "");
   const es = new EventSource("/topics/" + encodeURI(spec) + query);
   hub.source = es;
   es.addEventListener("open", () => {
@@ -86,12 +88,15 @@ function subscribe(spec) {
     }
   });
   es.addEventListener("message", (e) => {
-    // EventSource drops SSE fields it does not know (the hub's `topic:`),
-    // so a message's topic is shown only when the subscription names just
-    // one topic.
-    const single = !spec.includes(",") && !spec.includes("*");
-    const time = new Date().toLocaleTimeString();
-    logEntry("msg", "#" + e.lastEventId + (single ? " · " + spec : "") + " · " + time, e.data);
+    let rec;
+    try {
+      rec = JSON.parse(e.data);
+    } catch {
+      logEntry("note", "bad record", e.data);
+      return;
+    }
+    const time = new Date(rec.time).toLocaleTimeString();
+    logEntry("msg", "#" + rec.id + " · " + rec.topic + " · " + time, rec.message);
   });
   es.addEventListener("gap", (e) => {
     logEntry("note", "gap", "Some messages are no longer held: " + e.data);

@@ -27,7 +27,6 @@ use crate::error::HubError;
 use crate::hub::Hub;
 use crate::server::{start_subscriber, DEFAULT_TOPIC};
 use crate::subscriber::{heartbeat, lagged_notice, shutdown_notice, Event, Subscriber};
-use crate::transport::Format;
 
 /// Largest request head looked at; longer heads go to hyper.
 const PEEK_BYTES: usize = 8 * 1024;
@@ -156,7 +155,7 @@ async fn run(mut stream: TcpStream, mut sub: Subscriber) {
         b"\r\ncache-control: no-cache\r\nx-accel-buffering: no\r\n\
           transfer-encoding: chunked\r\nconnection: close\r\n\r\n",
     );
-    if format == Format::Sse {
+    if format.is_sse() {
         chunk(&mut buf, |b| b.put_slice(crate::transport::sse::PREAMBLE));
     }
     if let Some(notices) = sub.take_notices() {

@@ -167,10 +167,12 @@ pub enum Encoding {
     Sse = 1,
     /// One JSON object and `\n` (NDJSON; also the WebSocket text frame).
     Json = 2,
+    /// One Server-Sent Event whose `data:` is the NDJSON object.
+    SseJson = 3,
 }
 
 impl Encoding {
-    const COUNT: usize = 3;
+    const COUNT: usize = 4;
 }
 
 /// Now, as Unix milliseconds.

@@ -272,7 +272,7 @@ impl Subscriber {
     /// `preamble` (SSE's `retry:`).
     pub fn into_body(self) -> axum::body::Body {
         let preamble = match self.format {
-            Format::Sse => Some(Bytes::from_static(sse::PREAMBLE)),
+            Format::Sse | Format::SseJson => Some(Bytes::from_static(sse::PREAMBLE)),
             _ => None,
         };
         let stream = futures::stream::unfold((self, preamble), |(mut sub, mut pre)| async move {
@@ -289,7 +289,7 @@ impl Subscriber {
 /// A heartbeat in `format` (empty for raw, which has none).
 pub(crate) fn heartbeat(format: Format) -> Bytes {
     match format {
-        Format::Sse => Bytes::from_static(sse::HEARTBEAT),
+        Format::Sse | Format::SseJson => Bytes::from_static(sse::HEARTBEAT),
         Format::Ndjson => Bytes::from_static(b"\n"),
         _ => Bytes::new(),
     }
@@ -300,7 +300,7 @@ pub(crate) fn lagged_notice(format: Format, lag: Lagged) -> Option<Bytes> {
     tracing::debug!(last_id = ?lag.last_id, "slow subscriber disconnected");
     let json = serde_json::json!({"event": "lagged", "last_id": lag.last_id.map(|i| i.0)});
     match format {
-        Format::Sse => Some(sse::control("lagged", &json)),
+        Format::Sse | Format::SseJson => Some(sse::control("lagged", &json)),
         Format::Ndjson => Some(ndjson::control(&json)),
         _ => None,
     }
@@ -310,7 +310,7 @@ pub(crate) fn lagged_notice(format: Format, lag: Lagged) -> Option<Bytes> {
 pub(crate) fn shutdown_notice(format: Format, retry_ms: u64) -> Option<Bytes> {
     let json = serde_json::json!({"event": "shutdown"});
     match format {
-        Format::Sse => Some(Bytes::from(format!(
+        Format::Sse | Format::SseJson => Some(Bytes::from(format!(
             "retry: {retry_ms}\nevent: shutdown\ndata: {json}\n\n"
         ))),
         Format::Ndjson => Some(ndjson::control(&json)),
@@ -338,7 +338,7 @@ fn encode_gaps(format: Format, opened: &Opened) -> Option<Bytes> {
             "dropped_through": gap.dropped_through.0,
         });
         match format {
-            Format::Sse => buf.extend_from_slice(&sse::control("gap", &json)),
+            Format::Sse | Format::SseJson => buf.extend_from_slice(&sse::control("gap", &json)),
             Format::Ndjson => buf.extend_from_slice(&ndjson::control(&json)),
             Format::WebSocket => {
                 buf.extend_from_slice(json.to_string().as_bytes());

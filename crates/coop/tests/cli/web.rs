@@ -285,8 +285,10 @@ fn page_in_a_real_browser_hub_race_kitchen() {
         .send()
         .expect("publish to farm.cow");
     browser.wait_for(
-        "the pattern's message in the log",
-        "return [...document.querySelectorAll('#log .text')].some(e => e.textContent === 'Moo!')",
+        "the pattern's message in the log, named by its topic",
+        "return [...document.querySelectorAll('#log li')].some(li => \
+         li.querySelector('.text').textContent === 'Moo!' && \
+         li.querySelector('.meta').textContent.includes(' · farm.cow · '))",
     );
     // The topic table (polled every 2 s) lists the topics published to.
     browser.wait_for(

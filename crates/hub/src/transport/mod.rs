@@ -5,12 +5,15 @@
 //! |---|---|---|---|
 //! | raw (default) | anything else | `{message}\r\n` (the talk's) | sent as is: a reader splitting on lines sees several (raw has no framing) |
 //! | SSE | `Accept: text/event-stream`, `?format=sse` | `id:`, `event: message`, `topic:`, one `data:` per line, blank line | each line its own `data:` line; `EventSource` joins them with `\n` (a `\r\n` or `\r` comes back as `\n`) |
+//! | SSE with JSON data | `?format=sse-json` | `id:`, `event: message`, `data: {"id","topic","time","message"}` | escaped inside the JSON string: exact |
 //! | NDJSON | `Accept: application/x-ndjson`, `?format=ndjson` | `{"id","topic","time","message"}\n` | escaped inside the JSON string: exact |
 //! | WebSocket | an `Upgrade: websocket` request | one text frame holding the NDJSON object (no `\n`) | exact |
 //!
 //! `time` is the publish time in Unix milliseconds. The `topic:` field of SSE
 //! is ignored by browsers (unknown fields are, by the SSE spec) and read by
-//! `coop sub`. Control records (gap, lag, shutdown) are described in
+//! `coop sub`; a browser that needs each message's topic (a pattern or a
+//! list of topics) asks for `sse-json`, whose data is the NDJSON record, and
+//! keeps `EventSource`'s reconnect and `Last-Event-ID`. Control records (gap, lag, shutdown) are described in
 //! `sse.rs` and `ndjson.rs`; raw streams simply end.
 //!
 //! Each message is encoded at most once per format (`Message::encoded`) and
@@ -30,6 +33,8 @@ use crate::message::{Encoding, Message};
 pub enum Format {
     Raw,
     Sse,
+    /// SSE framing, the NDJSON record as `data:`.
+    SseJson,
     Ndjson,
     WebSocket,
 }
@@ -40,6 +45,7 @@ impl Format {
         match self {
             Format::Raw => "raw",
             Format::Sse => "sse",
+            Format::SseJson => "sse-json",
             Format::Ndjson => "ndjson",
             Format::WebSocket => "websocket",
         }
@@ -50,6 +56,7 @@ impl Format {
         match self {
             Format::Raw => Encoding::Raw,
             Format::Sse => Encoding::Sse,
+            Format::SseJson => Encoding::SseJson,
             Format::Ndjson | Format::WebSocket => Encoding::Json,
         }
     }
@@ -65,11 +72,12 @@ impl Format {
             return match q {
                 "raw" | "text" => Ok(Format::Raw),
                 "sse" | "event-stream" => Ok(Format::Sse),
+                "sse-json" => Ok(Format::SseJson),
                 "ndjson" | "json" | "jsonl" => Ok(Format::Ndjson),
                 "ws" | "websocket" if upgrade => Ok(Format::WebSocket),
                 "ws" | "websocket" => Err("format=ws needs a WebSocket upgrade request".into()),
                 other => Err(format!(
-                    "unknown format {other:?}: use raw, sse, ndjson or a WebSocket upgrade"
+                    "unknown format {other:?}: use raw, sse, sse-json, ndjson or a WebSocket upgrade"
                 )),
             };
         }
@@ -89,11 +97,17 @@ impl Format {
         }
     }
 
+    /// Whether this is Server-Sent Events (preamble, heartbeats and control
+    /// events as SSE).
+    pub fn is_sse(self) -> bool {
+        matches!(self, Format::Sse | Format::SseJson)
+    }
+
     /// The `Content-Type` of the streaming response.
     pub fn content_type(self) -> &'static str {
         match self {
             Format::Raw => "text/plain; charset=utf-8",
-            Format::Sse => "text/event-stream",
+            Format::Sse | Format::SseJson => "text/event-stream",
             Format::Ndjson | Format::WebSocket => "application/x-ndjson",
         }
     }
@@ -105,6 +119,7 @@ pub(crate) fn encode(msg: &Message, enc: Encoding) -> Bytes {
         Encoding::Raw => raw::encode(msg),
         Encoding::Sse => sse::encode(msg),
         Encoding::Json => ndjson::encode(msg),
+        Encoding::SseJson => sse::encode_json(msg),
     }
 }
 
@@ -156,6 +171,10 @@ mod tests {
             Ok(Format::WebSocket)
         );
         assert_eq!(Format::choose(Some("sse"), true, None), Ok(Format::Sse));
+        assert_eq!(
+            Format::choose(Some("sse-json"), false, None),
+            Ok(Format::SseJson)
+        );
         assert!(Format::choose(Some("xml"), false, None)
             .unwrap_err()
             .contains("unknown format"));

@@ -39,6 +39,20 @@ pub(crate) fn encode(msg: &Message) -> Bytes {
     b.freeze()
 }
 
+/// One event whose data is the message's NDJSON record (one line: JSON
+/// escapes line breaks), for browsers that need the topic.
+pub(crate) fn encode_json(msg: &Message) -> Bytes {
+    let record = super::ndjson::encode(msg);
+    let record = record.strip_suffix(b"\n").unwrap_or(&record);
+    let mut b = BytesMut::with_capacity(record.len() + 48);
+    b.put_slice(b"id: ");
+    b.put_slice(msg.id.to_string().as_bytes());
+    b.put_slice(b"\nevent: message\ndata: ");
+    b.put_slice(record);
+    b.put_slice(b"\n\n");
+    b.freeze()
+}
+
 /// Appends `data: ` lines for `text`, splitting on `\r\n`, `\r` and `\n`
 /// as SSE parsers do.
 pub(crate) fn data_lines(b: &mut BytesMut, text: &str) {

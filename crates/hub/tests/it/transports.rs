@@ -43,6 +43,44 @@ async fn sse_carries_ids_events_topics_and_multi_line_data_on(hub: TestHub) {
     assert_eq!(ev.data(), "line one\nline two\nline three");
 }
 
+#[tokio::test]
+async fn sse_json_gives_browsers_each_messages_topic_under_a_pattern() {
+    sse_json_gives_browsers_each_messages_topic_under_a_pattern_on(
+        TestHub::start(Config::default()).await,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn sse_json_gives_browsers_each_messages_topic_under_a_pattern_via_hyper() {
+    sse_json_gives_browsers_each_messages_topic_under_a_pattern_on(
+        TestHub::start_via_hyper(Config::default()).await,
+    )
+    .await;
+}
+
+async fn sse_json_gives_browsers_each_messages_topic_under_a_pattern_on(hub: TestHub) {
+    let mut sub = Stream::get(&hub.url("/topics/farm.*?format=sse-json")).await;
+    assert_eq!(sub.resp_headers["content-type"], "text/event-stream");
+    hub.wait_subscribers(1).await;
+    let cow = hub.publish("/topics/farm.cow", "Moo!").await;
+    let pig = hub.publish("/topics/farm.pig", MULTI).await;
+    for (answer, topic, message) in [(cow, "farm.cow", "Moo!"), (pig, "farm.pig", MULTI)] {
+        let ev = sub.event().await.unwrap();
+        assert_eq!(ev.id.as_deref(), Some(answer["id"].to_string().as_str()));
+        assert_eq!(ev.event, "message");
+        // One data line: the NDJSON record, line breaks escaped in it.
+        assert_eq!(ev.data.len(), 1, "{:?}", ev.data);
+        let rec = ev.json();
+        assert_eq!(rec["id"], answer["id"]);
+        assert_eq!(rec["topic"], topic);
+        assert_eq!(rec["message"], message);
+    }
+    // Control events stay SSE events, as with `format=sse`.
+    hub.shutdown.cancel();
+    assert_eq!(sub.event().await.unwrap().event, "shutdown");
+}
+
 #[tokio::test(start_paused = false)]
 async fn sse_sends_heartbeat_comments_when_idle() {
     let hub = TestHub::start(Config {
