@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{coop, output_with_stdin, Server};
+use crate::support::{announced_addr, coop, output_with_stdin, Server};
 
 fn speak(server: &Server, args: &[&str]) -> Output {
     coop()
@@ -458,17 +458,7 @@ fn running_out_of_file_descriptors_is_logged_and_survived() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr: std::net::SocketAddr = line
-        .trim()
-        .rsplit("http://")
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let addr = announced_addr(&mut child);
     let (tx, rx) = std::sync::mpsc::channel();
     let stderr = child.stderr.take().unwrap();
     std::thread::spawn(move || {

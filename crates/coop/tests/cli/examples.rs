@@ -1,11 +1,10 @@
 //! End-to-end tests: examples. Each example of the talk runs against a real
 //! server on a free port, and its output is checked.
 
-use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::support::{example, Server};
+use crate::support::{announced_addr, example, Server};
 
 const TRIO: &str =
     "The cow says \"Moo!\".\nThe pig says \"Oink!\".\nThe chicken says \"Cluck!\".\n";
@@ -57,15 +56,7 @@ fn webservice_animals_is_the_talks_farm() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("listening on ")
-        .expect("address line")
-        .to_string();
+    let base = format!("http://{}", announced_addr(&mut child));
 
     let get = |path: &str| {
         let r = reqwest::blocking::get(format!("{base}{path}")).unwrap();

@@ -1,12 +1,12 @@
 //! End-to-end tests: the hub in the real `coop serve`, `coop pub`/`coop sub`,
 //! and the `pubsub` example.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{coop, example, output_with_stdin, Server};
+use crate::support::{announced_addr, coop, example, output_with_stdin, Server};
 
 /// Opens a streaming GET by hand and returns the socket after the
 /// response head (the body is chunked: read with `read_until_contains`).
@@ -117,17 +117,7 @@ fn start_on_port(port: &str) -> Server {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .split("listening on http://")
-        .nth(1)
-        .expect("coop serve printed its address")
-        .trim()
-        .parse()
-        .unwrap();
+    let addr = announced_addr(&mut child);
     Server { child, addr }
 }
 
@@ -263,15 +253,7 @@ fn the_pubsub_example_is_the_talks_hub() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr: std::net::SocketAddr = line
-        .trim()
-        .trim_start_matches("listening on http://")
-        .parse()
-        .unwrap();
+    let addr = announced_addr(&mut child);
     let mut sub = open_stream(addr, "/", "*/*");
     read_until_contains(&mut sub, "\r\n\r\n");
     // The example has no subscriber count: publish until the first arrives.

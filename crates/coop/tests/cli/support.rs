@@ -8,6 +8,22 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+/// The address a freshly spawned server announces on the first line of its
+/// stdout (`... listening on http://ADDR`); `child` has a piped stdout,
+/// which this takes and closes.
+pub fn announced_addr(child: &mut Child) -> std::net::SocketAddr {
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("piped stdout"))
+        .read_line(&mut line)
+        .unwrap();
+    line.trim()
+        .rsplit("http://")
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|e| panic!("no address in {line:?}: {e}"))
+}
+
 /// The `coop` binary cargo built for this test run.
 pub fn coop() -> Command {
     Command::new(env!("CARGO_BIN_EXE_coop"))

@@ -235,12 +235,7 @@ async fn redis_killed_mid_stream_503s_then_delivers_every_acknowledged_message_o
     if !redis.ours() {
         return;
     }
-    let a = node(&redis.url(), Config::default()).await;
-    let b = node(&redis.url(), Config::default()).await;
-    let mut on_a = Stream::get(&a.url("/topics/seq?format=ndjson")).await;
-    let mut on_b = Stream::get(&b.url("/topics/seq?format=ndjson")).await;
-    a.wait_subscribers(1).await;
-    b.wait_subscribers(1).await;
+    let (a, b, mut on_a, mut on_b) = two_nodes_streaming_seq(&redis.url()).await;
 
     let mut next = 0;
     let mut acked = Vec::new();
@@ -271,35 +266,41 @@ async fn redis_killed_mid_stream_503s_then_delivers_every_acknowledged_message_o
     wait_healthy(&a).await;
 
     for (name, sub) in [("A", &mut on_a), ("B", &mut on_b)] {
-        let mut got = Vec::new();
-        let mut ids = Vec::new();
-        let mut seen = HashSet::new();
-        while !acked.iter().all(|s| seen.contains(s)) {
-            let rec = sub.json().await.expect("subscriber stayed connected");
-            let seq: u64 = rec["message"].as_str().unwrap().parse().unwrap();
-            assert!(seen.insert(seq), "{name}: {seq} delivered twice");
-            got.push(seq);
-            ids.push(rec["id"].as_u64().unwrap());
-        }
-        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{name}: ids in order");
+        let got = expect_all_once(name, sub, &acked).await;
         // Anything beyond the acknowledged ones is a publish whose answer
         // was lost with the connection: delivered, but never acknowledged.
         assert!(got.windows(2).all(|w| w[0] < w[1]), "{name}: {got:?}");
     }
 }
 
-/// Reads `acked` from `sub`: each exactly once, ids increasing.
-async fn expect_all_once(name: &str, sub: &mut Stream, acked: &[u64]) {
+/// Two nodes on `url`, each with one NDJSON subscriber of topic `seq`,
+/// registered before anything is published.
+async fn two_nodes_streaming_seq(url: &str) -> (TestHub, TestHub, Stream, Stream) {
+    let a = node(url, Config::default()).await;
+    let b = node(url, Config::default()).await;
+    let on_a = Stream::get(&a.url("/topics/seq?format=ndjson")).await;
+    let on_b = Stream::get(&b.url("/topics/seq?format=ndjson")).await;
+    a.wait_subscribers(1).await;
+    b.wait_subscribers(1).await;
+    (a, b, on_a, on_b)
+}
+
+/// Reads `acked` from `sub`: each exactly once, ids increasing. Returns
+/// the numbers read, in order.
+async fn expect_all_once(name: &str, sub: &mut Stream, acked: &[u64]) -> Vec<u64> {
     let mut seen = HashSet::new();
+    let mut got = Vec::new();
     let mut last_id = 0;
     while !acked.iter().all(|s| seen.contains(s)) {
         let rec = sub.json().await.expect("subscriber stayed connected");
         let seq: u64 = rec["message"].as_str().unwrap().parse().unwrap();
         assert!(seen.insert(seq), "{name}: {seq} delivered twice");
+        got.push(seq);
         let id = rec["id"].as_u64().unwrap();
         assert!(id > last_id, "{name}: ids out of order");
         last_id = id;
     }
+    got
 }
 
 #[tokio::test]
@@ -310,12 +311,7 @@ async fn nodes_whose_pubsub_connection_drops_catch_up_from_the_streams() {
     if !redis.ours() {
         return;
     }
-    let a = node(&redis.url(), Config::default()).await;
-    let b = node(&redis.url(), Config::default()).await;
-    let mut on_a = Stream::get(&a.url("/topics/seq?format=ndjson")).await;
-    let mut on_b = Stream::get(&b.url("/topics/seq?format=ndjson")).await;
-    a.wait_subscribers(1).await;
-    b.wait_subscribers(1).await;
+    let (a, b, mut on_a, mut on_b) = two_nodes_streaming_seq(&redis.url()).await;
     let mut next = 0;
     let mut acked = Vec::new();
     publish_until_acked(&a, &mut next, &mut acked, 20).await;
