@@ -16,7 +16,10 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::Auth;
 use crate::broker::local::LocalBroker;
 use crate::broker::{Broker, Fanout};
+use crate::budget::Budget;
 use crate::error::HubError;
+pub use crate::history::Gap;
+use crate::history::HistoryReader;
 use crate::limit::RateLimiter;
 use crate::message::{Message, MessageId, TopicName};
 use crate::store::memory::MemoryStore;
@@ -36,8 +39,15 @@ pub struct Config {
     /// Most concurrent subscribers (`--max-subscribers`); more get `503`.
     pub max_subscribers: usize,
     /// Most topics held (`--max-topics`); a publish to a new one past it
-    /// gets `503`.
+    /// gets `503`, and so does a subscription whose topics would take the
+    /// live rings past it.
     pub max_topics: usize,
+    /// Bytes of messages held in memory, history and live rings together
+    /// (`--max-memory`); past it the oldest are evicted (`budget.rs`).
+    pub max_memory: usize,
+    /// Most topics and patterns in one subscription
+    /// (`--max-subscription-topics`); more is `400`.
+    pub max_subscription_topics: usize,
     /// Publishes per second per client address, and burst (`--publish-rate`,
     /// `--publish-burst`); `None` is unlimited.
     pub publish_rate: Option<(f64, u32)>,
@@ -63,6 +73,8 @@ impl Default for Config {
             max_message: 64 * 1024,
             max_subscribers: 100_000,
             max_topics: 100_000,
+            max_memory: 256 * 1024 * 1024,
+            max_subscription_topics: 64,
             publish_rate: None,
             heartbeat: Duration::from_secs(15),
             idle_timeout: None,
@@ -82,11 +94,12 @@ pub struct Backend {
 impl Backend {
     /// The default: history in memory, delivery in process.
     pub fn memory(config: &Config, fanout: Fanout) -> Backend {
-        let broker: Arc<dyn Broker> = Arc::new(LocalBroker::new(fanout));
+        let broker: Arc<dyn Broker> = Arc::new(LocalBroker::new(fanout.clone()));
         let store = Arc::new(MemoryStore::new(
             config.retention,
             config.max_topics,
             broker.clone(),
+            fanout.budget().clone(),
         ));
         Backend { store, broker }
     }
@@ -117,6 +130,7 @@ pub(crate) struct Metrics {
     pub deliveries: metrics::Counter,
     pub slow_disconnects: metrics::Counter,
     pub latency: metrics::Histogram,
+    pub evictions: metrics::Counter,
 }
 
 /// A subscription request, validated.
@@ -183,20 +197,11 @@ impl Since {
     }
 }
 
-/// A gap in a resumed subscription: ids of `topic` after `after` up to
-/// `dropped_through` are no longer held.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Gap {
-    pub topic: TopicName,
-    pub after: MessageId,
-    pub dropped_through: MessageId,
-}
-
-/// A subscription with its history read: send `gaps`, then `history`,
-/// then live messages from `live`.
+/// A subscription ready to send: `gaps`, then the pages of `history`, then
+/// live messages from `live`.
 pub struct Opened {
     pub gaps: Vec<Gap>,
-    pub history: Vec<Arc<Message>>,
+    pub history: HistoryReader,
     pub live: Subscription,
     /// Holds the subscriber's slot; releases it on drop.
     pub slot: Slot,
@@ -226,7 +231,8 @@ impl Hub {
         shutdown: CancellationToken,
         backend: impl FnOnce(&Config, Fanout) -> Backend,
     ) -> Hub {
-        let fanout = Fanout::new(config.buffer);
+        let budget = Budget::new(config.max_memory);
+        let fanout = Fanout::with_limits(config.buffer, config.max_topics, budget);
         let Backend { store, broker } = backend(&config, fanout.clone());
         let auth = config
             .auth_secret
@@ -238,6 +244,7 @@ impl Hub {
             deliveries: metrics::counter!("hub_deliveries_total"),
             slow_disconnects: metrics::counter!("hub_slow_disconnects_total"),
             latency: metrics::histogram!("hub_publish_to_delivery_duration_seconds"),
+            evictions: metrics::counter!("hub_memory_evictions_total"),
         };
         let inner = Arc::new(Inner {
             config,
@@ -311,6 +318,10 @@ impl Hub {
         if std::str::from_utf8(&body).is_err() {
             return Err(HubError::BadRequest("message is not valid UTF-8".into()));
         }
+        self.make_room()?;
+        // A body may be a slice of a larger read buffer, which it would keep
+        // alive in history: hold an exact copy, as the budget counts.
+        let body = Bytes::copy_from_slice(&body);
         let msg = self
             .inner
             .store
@@ -323,6 +334,25 @@ impl Hub {
         self.inner.metrics.publishes.increment(1);
         let subscribers = self.inner.fanout.subscribers(&msg.topic);
         Ok((msg, subscribers))
+    }
+
+    /// Brings the memory budget under its limit by evicting the oldest
+    /// messages from history and rings (`budget.rs`); `503` when nothing
+    /// is left to evict and it is still over.
+    fn make_room(&self) -> Result<(), HubError> {
+        let budget = self.inner.fanout.budget();
+        while budget.over() {
+            let Some(oldest) = budget.pop_oldest() else {
+                return Err(HubError::Unavailable(format!(
+                    "memory budget of {} bytes is full (held by slow subscribers); retry later",
+                    budget.limit()
+                )));
+            };
+            self.inner.store.evict(&oldest);
+            self.inner.fanout.evict(&oldest);
+            self.inner.metrics.evictions.increment(1);
+        }
+        Ok(())
     }
 
     /// Takes a subscriber slot (`503` past `--max-subscribers`).
@@ -339,55 +369,46 @@ impl Hub {
         Ok(slot)
     }
 
-    /// Opens a subscription: registers for live delivery first, then reads
-    /// history after `since`, so that nothing falls between the two; the
-    /// seam is closed by skipping live ids already sent from history.
+    /// Opens a subscription: registers for live delivery first, then
+    /// looks at the history after `since`, so that nothing falls between
+    /// the two; history is then read a page at a time (`history.rs`), and
+    /// the seam is closed by skipping live ids already sent from it.
     pub async fn open(&self, spec: &Spec, since: Since, slot: Slot) -> Result<Opened, HubError> {
-        let mut live = self.inner.fanout.subscribe(&spec.topics, &spec.patterns);
-        let mut gaps = Vec::new();
-        let mut history = Vec::new();
+        let live = self
+            .inner
+            .fanout
+            .subscribe(&spec.topics, &spec.patterns)
+            .map_err(|e| HubError::Unavailable(e.to_string()))?;
         let after = match since {
-            Since::Live => None,
-            Since::All => Some(None),
-            Since::After(id) => Some(Some(id)),
+            Since::Live => {
+                return Ok(Opened {
+                    gaps: Vec::new(),
+                    history: HistoryReader::empty(),
+                    live,
+                    slot,
+                })
+            }
+            Since::All => None,
+            Since::After(id) => Some(id),
         };
-        if let Some(after) = after {
-            let store = &self.inner.store;
-            let mut topics = spec.topics.clone();
-            if !spec.patterns.is_empty() {
-                let held = store
-                    .topics()
-                    .await
-                    .map_err(|e| HubError::Unavailable(e.to_string()))?;
-                for (name, _) in held {
-                    if spec.wants(&name) && !topics.contains(&name) {
-                        topics.push(name);
-                    }
+        let store = &self.inner.store;
+        let mut topics = spec.topics.clone();
+        if !spec.patterns.is_empty() {
+            let held = store
+                .topics()
+                .await
+                .map_err(|e| HubError::Unavailable(e.to_string()))?;
+            for (name, _) in held {
+                // Held names are unique: compare with the spec's own names
+                // only (not the growing list, which would be quadratic).
+                if spec.wants(&name) && !spec.topics.contains(&name) {
+                    topics.push(name);
                 }
-            }
-            for topic in &topics {
-                let h = store
-                    .read(topic, after)
-                    .await
-                    .map_err(|e| HubError::Unavailable(e.to_string()))?;
-                if let (Some(after), Some(dropped)) = (after, h.dropped_through) {
-                    if dropped > after {
-                        gaps.push(Gap {
-                            topic: topic.clone(),
-                            after,
-                            dropped_through: dropped,
-                        });
-                    }
-                }
-                history.extend(h.messages);
-            }
-            if topics.len() > 1 {
-                history.sort_unstable_by_key(|m| m.id);
-            }
-            if let Some(last) = history.last() {
-                live.skip_through(last.id);
             }
         }
+        let (history, gaps) = HistoryReader::open(store.clone(), topics, after)
+            .await
+            .map_err(|e| HubError::Unavailable(e.to_string()))?;
         Ok(Opened {
             gaps,
             history,
@@ -424,10 +445,14 @@ mod tests {
             .await
             .unwrap();
         hub.publish(t.clone(), "3".into()).await.unwrap();
+        let mut history = Vec::new();
+        opened.history.next_page(&mut history).await.unwrap();
+        if let Some(last) = history.last() {
+            opened.live.skip_through(last.id);
+        }
         let mut live = Vec::new();
         opened.live.next_batch(&mut live).unwrap();
-        let got: Vec<_> = opened
-            .history
+        let got: Vec<_> = history
             .iter()
             .chain(&live)
             .map(|m| m.text().into_owned())

@@ -14,6 +14,10 @@
 //! - `transport/`: raw, SSE, NDJSON and WebSocket encodings.
 //! - `subscriber.rs`: one subscriber's life (history, batches, heartbeats,
 //!   lag, shutdown), shared by every transport.
+//! - `budget.rs`: one byte budget for every message held in memory
+//!   (history and rings), and eviction of the oldest at the limit.
+//! - `history.rs`: a resuming subscriber's history, read a page at a
+//!   time in id order across its topics.
 //! - `hub.rs`: `Hub` (config, publish, open a subscription with history).
 //! - `direct.rs`: streaming subscribers that own their socket (the fast
 //!   path `coop serve` offers each new connection first).
@@ -26,8 +30,10 @@
 
 pub mod auth;
 pub mod broker;
+pub mod budget;
 pub mod direct;
 pub mod error;
+pub mod history;
 pub mod hub;
 pub mod limit;
 pub mod message;

@@ -117,6 +117,9 @@ pub struct Message {
     /// Lazily built wire encodings, one per [`Encoding`]; built by the first
     /// subscriber that needs it, then shared by all.
     encoded: [OnceLock<Bytes>; Encoding::COUNT],
+    /// This message's share of the hub's memory budget, taken by the first
+    /// container that holds it (`budget.rs`) and released with the message.
+    pub(crate) charge: OnceLock<crate::budget::Charge>,
 }
 
 impl fmt::Debug for Message {
@@ -142,6 +145,7 @@ impl Message {
             body,
             seen: Instant::now(),
             encoded: Default::default(),
+            charge: OnceLock::new(),
         }
     }
 
@@ -154,7 +158,30 @@ impl Message {
 
     /// This message encoded for `enc`, built once and shared.
     pub fn encoded(&self, enc: Encoding) -> &Bytes {
-        self.encoded[enc as usize].get_or_init(|| crate::transport::encode(self, enc))
+        let cell = &self.encoded[enc as usize];
+        if let Some(b) = cell.get() {
+            return b;
+        }
+        let mut built = false;
+        let b = cell.get_or_init(|| {
+            built = true;
+            crate::transport::encode(self, enc)
+        });
+        if built {
+            if let Some(charge) = self.charge.get() {
+                charge.add(b.len());
+            }
+        }
+        b
+    }
+
+    /// Bytes of the encodings built so far (charged with the message).
+    pub(crate) fn encoded_len(&self) -> usize {
+        self.encoded
+            .iter()
+            .filter_map(OnceLock::get)
+            .map(Bytes::len)
+            .sum()
     }
 }
 

@@ -137,6 +137,13 @@ pub(crate) async fn start_subscriber(
     headers: &HeaderMap,
 ) -> Result<Subscriber, HubError> {
     let spec = Spec::parse(spec).map_err(HubError::BadRequest)?;
+    let max = hub.config().max_subscription_topics;
+    let parts = spec.topics.len() + spec.patterns.len();
+    if parts > max {
+        return Err(HubError::BadRequest(format!(
+            "{parts} topics and patterns in one subscription; at most {max}"
+        )));
+    }
     let grant = grant(hub, headers, params)?;
     if let Some(denied) = spec.parts().find(|p| !grant.may_subscribe(p)) {
         return Err(HubError::Forbidden(format!(
@@ -177,7 +184,13 @@ async fn subscribe(
     if format == Format::WebSocket {
         let ws = WebSocketUpgrade::from_request_parts(&mut parts, &())
             .await
-            .map_err(|e| HubError::BadRequest(format!("bad WebSocket upgrade: {e}")))?;
+            .map_err(|e| HubError::BadRequest(format!("bad WebSocket upgrade: {e}")))?
+            // A subscriber sends nothing but control frames (at most 125
+            // bytes): anything larger, or fragments adding up to more, is
+            // refused with 1009 instead of being buffered (axum's default
+            // would hold 64 MiB per connection).
+            .max_frame_size(WS_MAX_INCOMING)
+            .max_message_size(WS_MAX_INCOMING);
         return Ok(ws.on_upgrade(move |socket| run_websocket(socket, sub)));
     }
     let mut resp = Response::new(sub.into_body());
@@ -191,6 +204,9 @@ async fn subscribe(
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     Ok(resp)
 }
+
+/// Largest WebSocket frame or message a subscriber may send, in bytes.
+pub const WS_MAX_INCOMING: usize = 4096;
 
 /// Drives a WebSocket subscriber: each batch is fed as text frames (the
 /// NDJSON objects) and flushed once; pings while idle; a close frame at the
@@ -213,8 +229,21 @@ async fn run_websocket(socket: WebSocket, mut sub: Subscriber) {
             event = sub.next_event() => event,
             incoming = rx.next() => match incoming {
                 // Clients have nothing to say; pings are answered by the
-                // library; a close or an error ends the subscription.
-                Some(Ok(WsMessage::Close(_))) | Some(Err(_)) | None => return,
+                // library; a close or an error ends the subscription, and
+                // a frame past `WS_MAX_INCOMING` says why (1009).
+                Some(Err(e)) => {
+                    if is_too_big(&e) {
+                        let close = CloseFrame {
+                            code: 1009,
+                            reason: Utf8Bytes::from(format!(
+                                "message too big: a subscriber sends at most {WS_MAX_INCOMING} bytes"
+                            )),
+                        };
+                        let _ = tx.send(WsMessage::Close(Some(close))).await;
+                    }
+                    return;
+                }
+                Some(Ok(WsMessage::Close(_))) | None => return,
                 Some(Ok(_)) => continue,
             },
         };
@@ -262,6 +291,16 @@ async fn run_websocket(socket: WebSocket, mut sub: Subscriber) {
         let _ = tx.send(WsMessage::Close(Some(close))).await;
         return;
     }
+}
+
+/// Was this WebSocket read error a frame or message past the limits?
+fn is_too_big(e: &axum::Error) -> bool {
+    use std::error::Error as _;
+    matches!(
+        e.source()
+            .and_then(|s| s.downcast_ref::<tungstenite::Error>()),
+        Some(tungstenite::Error::Capacity(_))
+    )
 }
 
 async fn publish_default(State(hub): State<Hub>, Query(params): Params, req: Request) -> Response {

@@ -55,7 +55,7 @@ pub struct Subscriber {
     sent: usize,
     /// Gap notices to send first (already encoded for `format`).
     notices: Option<Bytes>,
-    /// Whether the history in `opened` is still to be sent.
+    /// Whether the history in `opened` is still to be read and sent.
     history_left: bool,
     heartbeat: Interval,
     /// Registered once with the shutdown token and kept: re-creating it
@@ -90,7 +90,7 @@ impl Subscriber {
         Subscriber {
             hub,
             format,
-            history_left: !opened.history.is_empty(),
+            history_left: !opened.history.is_done(),
             opened,
             pending: Vec::new(),
             sent: 0,
@@ -161,9 +161,32 @@ impl Subscriber {
             return Event::Batch;
         }
         if self.history_left {
-            self.history_left = false;
-            self.pending = std::mem::take(&mut self.opened.history);
-            return Event::Batch;
+            // The next page of history (`history.rs`); once it runs dry,
+            // live delivery takes over from the last id sent.
+            let page = tokio::select! {
+                biased;
+                _ = self.shutdown.as_mut() => {
+                    self.done = true;
+                    return Event::Shutdown;
+                }
+                page = self.opened.history.next_page(&mut self.pending) => page,
+            };
+            match page {
+                Ok(()) if !self.pending.is_empty() => {
+                    if let Some(last) = self.pending.last() {
+                        self.opened.live.skip_through(last.id);
+                    }
+                    return Event::Batch;
+                }
+                Ok(()) => self.history_left = false,
+                Err(err) => {
+                    // The store failed mid-history: end the stream as at
+                    // shutdown, so the client comes back and resumes.
+                    tracing::warn!(%err, "reading history failed; ending the subscription");
+                    self.done = true;
+                    return Event::Shutdown;
+                }
+            }
         }
         let idle = self.hub.config().idle_timeout;
         loop {

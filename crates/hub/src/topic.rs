@@ -42,6 +42,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use tokio::sync::Notify;
 
+use crate::budget::Budget;
 use crate::message::{check_name, Message, MessageId, TopicName};
 
 /// Locks a std mutex; a panic elsewhere while holding it leaves our data
@@ -117,7 +118,18 @@ struct Registry {
     high_water: AtomicU64,
     /// Messages each ring keeps: the per-subscriber buffer.
     capacity: usize,
+    /// Most rings at once (`--max-topics`): topics named by subscriptions
+    /// count, so a request naming many unknown topics cannot create rings
+    /// without bound.
+    max_rings: usize,
+    /// Every message pushed into a ring is charged here (`budget.rs`).
+    budget: Arc<Budget>,
 }
+
+/// A subscription would create more rings than `--max-topics` allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("too many topics (at most {0}); retry later")]
+pub struct TooManyTopics(pub usize);
 
 /// One topic's recent messages and its subscribers.
 pub(crate) struct Ring {
@@ -165,15 +177,43 @@ pub struct Lagged {
 }
 
 impl Fanout {
-    /// A fan-out whose rings each keep `capacity` messages (at least 1).
+    /// A fan-out whose rings each keep `capacity` messages (at least 1),
+    /// without limits on rings or bytes (tests and tools).
     pub fn new(capacity: usize) -> Fanout {
+        Fanout::with_limits(capacity, usize::MAX, Budget::new(usize::MAX))
+    }
+
+    /// A fan-out of at most `max_rings` rings of `capacity` messages, whose
+    /// messages are charged to `budget`.
+    pub fn with_limits(capacity: usize, max_rings: usize, budget: Arc<Budget>) -> Fanout {
         Fanout {
             inner: Arc::new(Registry {
                 topics: Mutex::new(HashMap::new()),
                 patterns: Mutex::new(Vec::new()),
                 high_water: AtomicU64::new(0),
                 capacity: capacity.max(1),
+                max_rings,
+                budget,
             }),
+        }
+    }
+
+    /// The budget messages in rings are charged to.
+    pub fn budget(&self) -> &Arc<Budget> {
+        &self.inner.budget
+    }
+
+    /// Drops `msg`, and anything older of its topic, from its ring: the
+    /// memory budget is full and `msg` is the oldest message charged. A
+    /// subscriber that had not read it yet lags (it is told its last id
+    /// and disconnected on its next read, as when it falls off the ring).
+    pub fn evict(&self, msg: &Message) {
+        let ring = lock(&self.inner.topics).get(&msg.topic).cloned();
+        let Some(ring) = ring else { return };
+        let mut st = lock(&ring.state);
+        while st.buf.front().is_some_and(|m| m.id <= msg.id) {
+            st.buf.pop_front();
+            st.first_pos += 1;
         }
     }
 
@@ -192,6 +232,7 @@ impl Fanout {
                 continue;
             }
             st.last_id = msg.id;
+            self.inner.budget.charge(msg);
             st.buf.push_back(msg.clone());
             if st.buf.len() > self.inner.capacity {
                 st.buf.pop_front();
@@ -251,7 +292,13 @@ impl Fanout {
 
     /// Subscribes to `topics` and `patterns`, starting after everything
     /// delivered so far. Unsubscribes when the [`Subscription`] drops.
-    pub fn subscribe(&self, topics: &[TopicName], patterns: &[Pattern]) -> Subscription {
+    /// Refused, changing nothing, when the topics without a ring would
+    /// take the rings past `--max-topics`.
+    pub fn subscribe(
+        &self,
+        topics: &[TopicName],
+        patterns: &[Pattern],
+    ) -> Result<Subscription, TooManyTopics> {
         let shared = Arc::new(SubShared {
             notify: Notify::new(),
             pending: Mutex::new(Vec::new()),
@@ -259,6 +306,10 @@ impl Fanout {
         });
         let mut cursors = Vec::new();
         let mut map = lock(&self.inner.topics);
+        let new_rings = topics.iter().filter(|t| !map.contains_key(*t)).count();
+        if map.len().saturating_add(new_rings) > self.inner.max_rings {
+            return Err(TooManyTopics(self.inner.max_rings));
+        }
         let attach = |ring: &Arc<Ring>, cursors: &mut Vec<Cursor>| {
             if cursors.iter().any(|c| Arc::ptr_eq(&c.ring, ring)) {
                 return;
@@ -306,13 +357,13 @@ impl Fanout {
             }
         }
         drop(map);
-        Subscription {
+        Ok(Subscription {
             fanout: self.clone(),
             shared,
             cursors,
             has_patterns: !patterns.is_empty(),
             last_id: None,
-        }
+        })
     }
 
     /// Current subscribers of `topic` (direct and by pattern).
@@ -359,6 +410,11 @@ impl Fanout {
     }
 }
 
+/// Bytes of message bodies one [`Subscription::next_batch`] takes at most
+/// (beyond its first message): what a subscriber holds between the rings
+/// and its socket. Matches the transports' largest write.
+pub const BATCH_BYTES: usize = 64 * 1024;
+
 struct Cursor {
     ring: Arc<Ring>,
     /// Next ring position to read.
@@ -396,9 +452,13 @@ impl Subscription {
         self.last_id
     }
 
-    /// Appends to `out` every message delivered since the last call, in id
-    /// order, with ids above `last_id`. `Err(Lagged)` when a ring has moved
-    /// past this subscriber's cursor: messages were lost to it.
+    /// Appends to `out` the messages delivered since the last call, in id
+    /// order, with ids above `last_id`: all of them, up to [`BATCH_BYTES`]
+    /// of bodies (at least one message). What is left stays in the rings
+    /// for the next call, so a subscriber stalled on a slow socket holds at
+    /// most one batch beyond the memory budget, and is cut off (lagged)
+    /// once the rings move on. `Err(Lagged)` when a ring has moved past
+    /// this subscriber's cursor: messages were lost to it.
     pub fn next_batch(&mut self, out: &mut Vec<Arc<Message>>) -> Result<(), Lagged> {
         if self.has_patterns && self.shared.has_pending.swap(false, Ordering::AcqRel) {
             for (ring, pos) in lock(&self.shared.pending).drain(..) {
@@ -410,7 +470,8 @@ impl Subscription {
         let high_water = MessageId(self.fanout.inner.high_water.load(Ordering::Acquire));
         let floor = self.last_id.unwrap_or(MessageId(0));
         let start = out.len();
-        for cursor in &mut self.cursors {
+        if let [cursor] = &mut self.cursors[..] {
+            // One ring (the usual case): its order is the id order.
             let st = lock(&cursor.ring.state);
             if cursor.pos < st.first_pos {
                 return Err(Lagged {
@@ -418,23 +479,62 @@ impl Subscription {
                 });
             }
             let from = (cursor.pos - st.first_pos) as usize;
+            let mut bytes = 0;
             for msg in st.buf.range(from..) {
-                if msg.id > high_water {
+                if msg.id > high_water || (bytes >= BATCH_BYTES && out.len() > start) {
                     break;
                 }
                 cursor.pos += 1;
                 if msg.id > floor {
+                    bytes += msg.body.len();
                     out.push(msg.clone());
                 }
             }
-        }
-        if self.cursors.len() > 1 {
-            out[start..].sort_unstable_by_key(|m| m.id);
-        }
-        if let Some(m) = out.last() {
-            if out.len() > start {
-                self.last_id = Some(m.id);
+        } else {
+            // Several rings: take each one's candidates (up to the byte
+            // bound), merge by id, keep the smallest up to the bound, and
+            // advance each cursor past exactly what was kept of its ring
+            // (a prefix of it, since each ring is in id order).
+            let mut taken: Vec<(Arc<Message>, usize)> = Vec::new();
+            for (i, cursor) in self.cursors.iter_mut().enumerate() {
+                let st = lock(&cursor.ring.state);
+                if cursor.pos < st.first_pos {
+                    return Err(Lagged {
+                        last_id: self.last_id,
+                    });
+                }
+                let from = (cursor.pos - st.first_pos) as usize;
+                let mut bytes = 0;
+                let mut took = false;
+                for msg in st.buf.range(from..) {
+                    if msg.id > high_water || (bytes >= BATCH_BYTES && took) {
+                        break;
+                    }
+                    if msg.id <= floor {
+                        // Already sent (history seam, replay): skip for good.
+                        if !took {
+                            cursor.pos += 1;
+                        }
+                        continue;
+                    }
+                    bytes += msg.body.len();
+                    took = true;
+                    taken.push((msg.clone(), i));
+                }
             }
+            taken.sort_unstable_by_key(|(m, _)| m.id);
+            let mut bytes = 0;
+            for (msg, i) in taken {
+                if bytes >= BATCH_BYTES && out.len() > start {
+                    break;
+                }
+                bytes += msg.body.len();
+                self.cursors[i].pos += 1;
+                out.push(msg);
+            }
+        }
+        if out.len() > start {
+            self.last_id = out.last().map(|m| m.id);
         }
         Ok(())
     }
@@ -494,7 +594,7 @@ mod tests {
     async fn a_subscriber_gets_batches_in_order_and_only_new_messages() {
         let fanout = Fanout::new(8);
         fanout.deliver(&[msg(1, "a")]); // before subscribing: not seen
-        let mut sub = fanout.subscribe(&[t("a")], &[]);
+        let mut sub = fanout.subscribe(&[t("a")], &[]).unwrap();
         fanout.deliver(&[msg(2, "a"), msg(3, "b"), msg(4, "a")]);
         sub.changed().await;
         let mut out = Vec::new();
@@ -509,7 +609,9 @@ mod tests {
     #[test]
     fn multi_topic_and_patterns_merge_by_id_including_new_topics() {
         let fanout = Fanout::new(8);
-        let mut sub = fanout.subscribe(&[t("x")], &[Pattern::new("farm.*").unwrap()]);
+        let mut sub = fanout
+            .subscribe(&[t("x")], &[Pattern::new("farm.*").unwrap()])
+            .unwrap();
         fanout.deliver(&[
             msg(5, "farm.cow"),
             msg(6, "x"),
@@ -524,8 +626,8 @@ mod tests {
     #[test]
     fn a_reader_that_falls_off_the_ring_lags_with_its_last_id() {
         let fanout = Fanout::new(4);
-        let mut slow = fanout.subscribe(&[t("a")], &[]);
-        let mut fast = fanout.subscribe(&[t("a")], &[]);
+        let mut slow = fanout.subscribe(&[t("a")], &[]).unwrap();
+        let mut fast = fanout.subscribe(&[t("a")], &[]).unwrap();
         let mut out = Vec::new();
         fanout.deliver(&[msg(1, "a")]);
         slow.next_batch(&mut out).unwrap();
@@ -546,12 +648,69 @@ mod tests {
     #[test]
     fn the_history_seam_skips_what_was_already_sent_and_replays_are_ignored() {
         let fanout = Fanout::new(8);
-        let mut sub = fanout.subscribe(&[t("a")], &[]);
+        let mut sub = fanout.subscribe(&[t("a")], &[]).unwrap();
         fanout.deliver(&[msg(1, "a"), msg(2, "a")]);
         sub.skip_through(MessageId(1));
         fanout.deliver(&[msg(2, "a"), msg(3, "a")]); // broker replay overlap
         let mut out = Vec::new();
         sub.next_batch(&mut out).unwrap();
         assert_eq!(ids(&out), [2, 3]);
+    }
+
+    fn big(id: u64, topic: &str) -> Arc<Message> {
+        Arc::new(Message::new(
+            MessageId(id),
+            TopicName::new(topic).unwrap(),
+            now_ms(),
+            "x".repeat(BATCH_BYTES / 4).into(),
+        ))
+    }
+
+    #[test]
+    fn a_batch_stops_at_its_byte_bound_and_the_rest_waits_in_order() {
+        let fanout = Fanout::new(64);
+        let mut one = fanout.subscribe(&[t("a")], &[]).unwrap();
+        let mut two = fanout.subscribe(&[t("a"), t("b")], &[]).unwrap();
+        let batch: Vec<_> = (1..=20)
+            .map(|id| big(id, if id % 3 == 0 { "b" } else { "a" }))
+            .collect();
+        fanout.deliver(&batch);
+        let mut got = Vec::new();
+        let mut sizes = Vec::new();
+        loop {
+            let mut out = Vec::new();
+            two.next_batch(&mut out).unwrap();
+            if out.is_empty() {
+                break;
+            }
+            sizes.push(out.len());
+            got.extend(ids(&out));
+        }
+        assert_eq!(got, (1..=20).collect::<Vec<_>>(), "all, once, in id order");
+        assert!(
+            sizes.iter().all(|&n| n <= 4),
+            "batches of 64 KiB: {sizes:?}"
+        );
+        let mut out = Vec::new();
+        one.next_batch(&mut out).unwrap();
+        assert_eq!(ids(&out), [1, 2, 4, 5]);
+    }
+
+    #[test]
+    fn eviction_makes_a_reader_that_had_not_read_it_lag() {
+        let fanout = Fanout::new(64);
+        let mut sub = fanout.subscribe(&[t("a")], &[]).unwrap();
+        let (m1, m2) = (msg(1, "a"), msg(2, "a"));
+        fanout.deliver(&[m1.clone(), m2.clone()]);
+        let mut out = Vec::new();
+        sub.next_batch(&mut out).unwrap();
+        fanout.deliver(&[msg(3, "a")]);
+        fanout.evict(&msg(3, "a"));
+        assert_eq!(
+            sub.next_batch(&mut out),
+            Err(Lagged {
+                last_id: Some(MessageId(2))
+            })
+        );
     }
 }

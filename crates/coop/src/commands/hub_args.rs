@@ -38,9 +38,24 @@ pub struct HubArgs {
     #[arg(long, default_value_t = 100_000, env = "COOP_MAX_SUBSCRIBERS")]
     pub max_subscribers: usize,
 
-    /// Most topics held at once; a publish to a new topic past it gets `503`.
+    /// Most topics held at once; a publish to a new topic past it gets
+    /// `503`, and so does a subscription naming topics that would take the
+    /// topics with subscribers past it.
     #[arg(long, default_value_t = 100_000, env = "COOP_MAX_TOPICS")]
     pub max_topics: usize,
+
+    /// Memory for messages, history and live buffers together (`256MiB`,
+    /// `1GiB`, `500MB`, or bytes). At the limit the oldest messages are
+    /// evicted: resuming subscribers get a gap notice, subscribers that had
+    /// not read them a lagged notice; if nothing is left to evict, a publish
+    /// gets `503`.
+    #[arg(long, default_value = "256MiB", value_parser = parse_bytes, env = "COOP_MAX_MEMORY")]
+    pub max_memory: u64,
+
+    /// Most topics and patterns in one subscription (`a,b,farm.*` is 3);
+    /// more is `400`.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=100_000), env = "COOP_MAX_SUBSCRIPTION_TOPICS")]
+    pub max_subscription_topics: u64,
 
     /// Publishes per second allowed per client address (`429` with
     /// `Retry-After` past it); unlimited by default.
@@ -92,6 +107,38 @@ pub struct HubArgs {
     pub redis: Option<String>,
 }
 
+/// A size in bytes: a number with an optional unit, decimal (`kB`, `MB`,
+/// `GB`) or binary (`KiB`, `MiB`, `GiB`), case-insensitive.
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let num: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (expected a number and a unit, like 256MiB)"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {s:?} (use B, kB, MB, GB, KiB, MiB or GiB)"
+            ))
+        }
+    };
+    let bytes = num * mult as f64;
+    if !(bytes.is_finite() && bytes >= 1.0 && bytes < u64::MAX as f64) {
+        return Err(format!("{s:?} is out of range"));
+    }
+    Ok(bytes as u64)
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s)
         .map_err(|e| format!("{e} (expected a duration with a unit, like 250ms or 5s)"))
@@ -141,6 +188,8 @@ impl HubArgs {
             max_message: self.max_message,
             max_subscribers: self.max_subscribers,
             max_topics: self.max_topics,
+            max_memory: usize::try_from(self.max_memory).unwrap_or(usize::MAX),
+            max_subscription_topics: self.max_subscription_topics as usize,
             publish_rate: self.publish_rate.map(|r| (r, self.publish_burst)),
             heartbeat: self.heartbeat,
             idle_timeout: self.idle_timeout,
@@ -196,4 +245,23 @@ fn takeover(hub: hub::Hub, threads: usize) -> anyhow::Result<hub::Takeover> {
     }
     let handle = FANOUT.get().expect("set above").handle().clone();
     Ok(hub::Takeover::with_fanout_runtime(hub, handle))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bytes;
+
+    #[test]
+    fn sizes_parse_with_units_and_refuse_nonsense_with_a_reason() {
+        assert_eq!(parse_bytes("256MiB"), Ok(256 << 20));
+        assert_eq!(parse_bytes("1gib"), Ok(1 << 30));
+        assert_eq!(parse_bytes("500MB"), Ok(500_000_000));
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert_eq!(parse_bytes("1.5 KiB"), Ok(1536));
+        assert!(parse_bytes("lots").unwrap_err().contains("not a size"));
+        assert!(parse_bytes("5 parsecs")
+            .unwrap_err()
+            .contains("unknown unit"));
+        assert!(parse_bytes("0").unwrap_err().contains("out of range"));
+    }
 }

@@ -14,11 +14,15 @@ use futures::future::{ready, BoxFuture};
 
 use super::{History, Retention, Store, StoreError, TopicStats};
 use crate::broker::Broker;
+use crate::budget::Budget;
 use crate::message::{now_ms, now_us, Message, MessageId, TopicName};
 
 /// In-memory history with count and age retention.
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    /// Every message held is charged to the hub's memory budget; the hub
+    /// evicts the oldest through [`Store::evict`] when it is full.
+    budget: Arc<Budget>,
     broker: Arc<dyn Broker>,
     retention: Retention,
     /// Most topics held at once; a publish to a new topic past it fails
@@ -62,7 +66,12 @@ impl TopicHistory {
 }
 
 impl MemoryStore {
-    pub fn new(retention: Retention, max_topics: usize, broker: Arc<dyn Broker>) -> MemoryStore {
+    pub fn new(
+        retention: Retention,
+        max_topics: usize,
+        broker: Arc<dyn Broker>,
+        budget: Arc<Budget>,
+    ) -> MemoryStore {
         MemoryStore {
             inner: Mutex::new(Inner {
                 next_id: now_us().max(1),
@@ -71,6 +80,7 @@ impl MemoryStore {
                 closed: false,
             }),
             broker,
+            budget,
             retention,
             max_topics,
         }
@@ -94,6 +104,7 @@ impl MemoryStore {
         let id = MessageId(inner.next_id);
         inner.next_id += 1;
         let msg = Arc::new(Message::new(id, topic.clone(), now_ms(), body));
+        self.budget.charge(&msg);
         let hist = inner.topics.entry(topic).or_default();
         hist.last_id = Some(id);
         hist.msgs.push_back(msg.clone());
@@ -103,6 +114,18 @@ impl MemoryStore {
         // Still under the lock: batches reach the fan-out in id order.
         self.broker.committed(std::slice::from_ref(&msg));
         Ok(msg)
+    }
+
+    /// Forgets `topic` once its history is empty (as age retention does),
+    /// remembering what it dropped for later resumes.
+    fn forget_if_empty(inner: &mut Inner, topic: &TopicName) {
+        if let Some(hist) = inner.topics.get(topic) {
+            if hist.msgs.is_empty() {
+                let through = hist.dropped_through;
+                inner.topics.remove(topic);
+                inner.forgotten_through = inner.forgotten_through.max(through);
+            }
+        }
     }
 
     fn prune_now(&self, max_age: Duration) -> usize {
@@ -135,10 +158,11 @@ impl Store for MemoryStore {
         Box::pin(ready(self.append_now(topic, body)))
     }
 
-    fn read(
+    fn read_page(
         &self,
         topic: &TopicName,
         after: Option<MessageId>,
+        limit: usize,
     ) -> BoxFuture<'_, Result<History, StoreError>> {
         let inner = self.lock();
         let history = match inner.topics.get(topic) {
@@ -153,7 +177,7 @@ impl Store for MemoryStore {
                     Some(after) => hist.msgs.partition_point(|m| m.id <= after),
                 };
                 History {
-                    messages: hist.msgs.range(start..).cloned().collect(),
+                    messages: hist.msgs.range(start..).take(limit).cloned().collect(),
                     dropped_through: hist.dropped_through.max(inner.forgotten_through),
                 }
             }
@@ -190,6 +214,17 @@ impl Store for MemoryStore {
         inner.topics.values().filter_map(|h| h.last_id).max()
     }
 
+    fn evict(&self, msg: &Message) {
+        let mut inner = self.lock();
+        let Some(hist) = inner.topics.get_mut(&msg.topic) else {
+            return;
+        };
+        while hist.msgs.front().is_some_and(|m| m.id <= msg.id) {
+            hist.drop_front();
+        }
+        Self::forget_if_empty(&mut inner, &msg.topic);
+    }
+
     fn close(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         self.lock().closed = true;
         Box::pin(ready(Ok(())))
@@ -206,7 +241,10 @@ mod tests {
         let fanout = Fanout::new(64);
         let broker = Arc::new(LocalBroker::new(fanout.clone()));
         let retention = Retention { max_count, max_age };
-        (MemoryStore::new(retention, 10, broker), fanout)
+        (
+            MemoryStore::new(retention, 10, broker, Budget::new(usize::MAX)),
+            fanout,
+        )
     }
 
     fn t(name: &str) -> TopicName {

@@ -1,9 +1,9 @@
 //! The store: where messages get their ids and live as history.
 //!
 //! The hub never keeps history itself; it asks a [`Store`]. Three
-//! implementations are planned behind this one trait, chosen by
-//! configuration: [`memory::MemoryStore`] (the default, no flags),
-//! SQLite (`--data-dir`, `sqlite.rs`) and Redis (`--redis`, cluster mode).
+//! implementations stand behind this one trait, chosen by configuration:
+//! [`memory::MemoryStore`] (the default, no flags), SQLite (`--data-dir`,
+//! `sqlite.rs`) and Redis (`--redis`, cluster mode).
 //!
 //! # The contract, in the order a publish sees it
 //!
@@ -120,13 +120,35 @@ pub trait Store: Send + Sync + 'static {
         body: Bytes,
     ) -> BoxFuture<'_, Result<Arc<Message>, StoreError>>;
 
-    /// Retained messages of `topic` with id `> after` (all retained ones
-    /// when `after` is `None`), ascending, with `dropped_through`.
+    /// At most `limit` retained messages of `topic` with id `> after` (from
+    /// the oldest retained one when `after` is `None`), ascending, with
+    /// `dropped_through`. Subscribers read history in pages of this kind,
+    /// so that what one of them holds does not grow with the history.
+    fn read_page(
+        &self,
+        topic: &TopicName,
+        after: Option<MessageId>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<History, StoreError>>;
+
+    /// Every retained message of `topic` after `after` (a page without a
+    /// limit: for tests and tools, never for a client's request).
     fn read(
         &self,
         topic: &TopicName,
         after: Option<MessageId>,
-    ) -> BoxFuture<'_, Result<History, StoreError>>;
+    ) -> BoxFuture<'_, Result<History, StoreError>> {
+        self.read_page(topic, after, usize::MAX)
+    }
+
+    /// Drops `msg`, and anything older of its topic, from the history held
+    /// in memory: the memory budget is full and `msg` is the oldest message
+    /// charged to it (`budget.rs`). Records `dropped_through` as retention
+    /// does, so resumers hear of the gap. Stores whose history is not in
+    /// this process's memory (SQLite, Redis) hold nothing to evict.
+    fn evict(&self, msg: &Message) {
+        let _ = msg;
+    }
 
     /// Stats of one topic; `None` when the store holds nothing for it.
     fn stats(&self, topic: &TopicName) -> BoxFuture<'_, Result<Option<TopicStats>, StoreError>>;

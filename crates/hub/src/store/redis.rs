@@ -112,13 +112,13 @@ return ids
 "#;
 
 /// History of one topic after an id. KEYS: stream, dropped, forgotten.
-/// ARGV: topic, after ("-" for all). Returns
+/// ARGV: topic, after ("-" for all), most entries to return. Returns
 /// `{dropped or '', forgotten or '', id, ms, body, id, ms, body, ...}`.
 const READ: &str = r#"
 local from = '-'
 if ARGV[2] ~= '-' then from = '(' .. ARGV[2] .. '-0' end
 local out = { redis.call('HGET', KEYS[2], ARGV[1]) or '', redis.call('GET', KEYS[3]) or '' }
-for _, e in ipairs(redis.call('XRANGE', KEYS[1], from, '+')) do
+for _, e in ipairs(redis.call('XRANGE', KEYS[1], from, '+', 'COUNT', tonumber(ARGV[3]))) do
   out[#out + 1] = string.match(e[1], '^(%d+)')
   out[#out + 1] = e[2][2]
   out[#out + 1] = e[2][4]
@@ -445,21 +445,28 @@ impl Store for RedisStore {
         })
     }
 
-    fn read(
+    fn read_page(
         &self,
         topic: &TopicName,
         after: Option<MessageId>,
+        limit: usize,
     ) -> BoxFuture<'_, Result<History, StoreError>> {
         let topic = topic.clone();
         Box::pin(async move {
             let key = stream_key(topic.as_str());
             let after = after.map_or_else(|| "-".to_string(), |a| a.0.to_string());
+            // Lua numbers are doubles: exact up to 2^53, far above any page.
+            let count = limit.min(1 << 40).to_string();
             let v = self
                 .conn
                 .run(
                     &self.scripts.read,
                     &[&key, DROPPED, FORGOTTEN],
-                    &[topic.as_str().as_bytes(), after.as_bytes()],
+                    &[
+                        topic.as_str().as_bytes(),
+                        after.as_bytes(),
+                        count.as_bytes(),
+                    ],
                 )
                 .await?;
             let Value::Array(mut items) = v else {

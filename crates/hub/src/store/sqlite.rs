@@ -521,13 +521,16 @@ impl Store for SqliteStore {
         })
     }
 
-    fn read(
+    fn read_page(
         &self,
         topic: &TopicName,
         after: Option<MessageId>,
+        limit: usize,
     ) -> BoxFuture<'_, Result<History, StoreError>> {
         let topic = topic.clone();
         let after = after.map_or(0, |a| a.0) as i64;
+        // SQLite's LIMIT is an i64; a negative one means no limit.
+        let limit = i64::try_from(limit).unwrap_or(-1);
         Box::pin(self.with_reader(move |conn| {
             // One read transaction: the messages and `dropped_through` come
             // from the same snapshot, so a concurrent prune cannot make a
@@ -537,9 +540,9 @@ impl Store for SqliteStore {
             {
                 let mut stmt = tx.prepare_cached(
                     "SELECT id, time_ms, body FROM messages
-                     WHERE topic = ?1 AND id > ?2 ORDER BY id",
+                     WHERE topic = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
                 )?;
-                let mut rows = stmt.query(params![topic.as_str(), after])?;
+                let mut rows = stmt.query(params![topic.as_str(), after, limit])?;
                 while let Some(r) = rows.next()? {
                     let body: Vec<u8> = r.get(2)?;
                     messages.push(Arc::new(Message::new(

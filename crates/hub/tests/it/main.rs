@@ -5,6 +5,7 @@ mod support;
 
 mod api;
 mod auth_limits;
+mod bounds;
 mod cluster;
 mod durable;
 mod resume;
