@@ -3,6 +3,7 @@
 
 mod support;
 
+mod abuse_memory;
 mod animals;
 mod bench;
 mod byhand;
