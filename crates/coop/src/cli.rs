@@ -24,7 +24,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the Animals API and the pub/sub hub on one port.
-    Serve(commands::serve::ServeArgs),
+    Serve(Box<commands::serve::ServeArgs>),
     /// Ask animals what they say: the talk's sequential and concurrent clients.
     Speak(commands::speak::SpeakArgs),
     /// Publish messages to a hub topic.

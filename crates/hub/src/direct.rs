@@ -164,6 +164,7 @@ async fn run(mut stream: TcpStream, mut sub: Subscriber) {
     if stream.write_all(&buf).await.is_err() {
         return;
     }
+    let write_timeout = sub.write_timeout();
     let (mut rd, mut wr) = stream.split();
     let mut scratch = [0u8; 256];
     loop {
@@ -209,7 +210,11 @@ async fn run(mut stream: TcpStream, mut sub: Subscriber) {
         if last {
             buf.put_slice(b"0\r\n\r\n");
         }
-        if wr.write_all(&buf).await.is_err() || last {
+        // A client that stops reading fills its socket buffer and then
+        // blocks this write: past `--write-timeout` it is dropped, and so
+        // is the batch it held.
+        let wrote = tokio::time::timeout(write_timeout, wr.write_all(&buf)).await;
+        if !matches!(wrote, Ok(Ok(()))) || last {
             let _ = wr.shutdown().await;
             return;
         }

@@ -19,6 +19,9 @@ pub enum HubError {
     /// Not found (`404`).
     #[error("{0}")]
     NotFound(String),
+    /// The body did not arrive within `--body-timeout` (`408`).
+    #[error("{0}")]
+    Timeout(String),
     /// Message larger than `--max-message` (`413`).
     #[error("message larger than {0} bytes")]
     TooLarge(usize),
@@ -37,6 +40,7 @@ impl HubError {
             HubError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             HubError::Forbidden(_) => StatusCode::FORBIDDEN,
             HubError::NotFound(_) => StatusCode::NOT_FOUND,
+            HubError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             HubError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             HubError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             HubError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -53,6 +53,13 @@ pub struct Config {
     pub publish_rate: Option<(f64, u32)>,
     /// SSE comment / NDJSON empty line / WebSocket ping interval.
     pub heartbeat: Duration,
+    /// Longest a write to a subscriber may take (`--write-timeout`): a
+    /// client that stops reading is disconnected after it, instead of
+    /// holding its connection and its batch for ever.
+    pub write_timeout: Duration,
+    /// Longest a publisher may take to send its body (`--body-timeout`);
+    /// past it, `408`.
+    pub body_timeout: Duration,
     /// End a subscription that has received nothing for this long
     /// (`--idle-timeout`); heartbeats do not count. `None`: never.
     pub idle_timeout: Option<Duration>,
@@ -77,6 +84,8 @@ impl Default for Config {
             max_subscription_topics: 64,
             publish_rate: None,
             heartbeat: Duration::from_secs(15),
+            write_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(30),
             idle_timeout: None,
             auth_secret: None,
             cors_origins: Vec::new(),

@@ -224,6 +224,7 @@ async fn run_websocket(socket: WebSocket, mut sub: Subscriber) {
         }
     }
     let enc = sub.format().encoding();
+    let write_timeout = sub.write_timeout();
     loop {
         let event = tokio::select! {
             event = sub.next_event() => event,
@@ -250,24 +251,32 @@ async fn run_websocket(socket: WebSocket, mut sub: Subscriber) {
         let close = match event {
             Event::Batch => {
                 let n = sub.pending().len();
-                for m in sub.pending() {
-                    let b = m.encoded(enc);
-                    let line = b.slice(..b.len().saturating_sub(1));
-                    let Ok(text) = Utf8Bytes::try_from(line) else {
-                        continue;
-                    };
-                    if tx.feed(WsMessage::Text(text)).await.is_err() {
-                        return;
+                let frames: Vec<Utf8Bytes> = sub
+                    .pending()
+                    .iter()
+                    .filter_map(|m| {
+                        let b = m.encoded(enc);
+                        Utf8Bytes::try_from(b.slice(..b.len().saturating_sub(1))).ok()
+                    })
+                    .collect();
+                // A client that stops reading blocks the flush: past
+                // `--write-timeout` it is dropped with what it held.
+                let sent = tokio::time::timeout(write_timeout, async {
+                    for text in frames {
+                        tx.feed(WsMessage::Text(text)).await?;
                     }
-                }
-                if tx.flush().await.is_err() {
+                    tx.flush().await
+                })
+                .await;
+                if !matches!(sent, Ok(Ok(()))) {
                     return;
                 }
                 sub.mark_sent(n);
                 continue;
             }
             Event::Heartbeat => {
-                if tx.send(WsMessage::Ping(Bytes::new())).await.is_err() {
+                let ping = tx.send(WsMessage::Ping(Bytes::new()));
+                if !matches!(tokio::time::timeout(write_timeout, ping).await, Ok(Ok(()))) {
                     return;
                 }
                 continue;
@@ -288,7 +297,7 @@ async fn run_websocket(socket: WebSocket, mut sub: Subscriber) {
                 reason: Utf8Bytes::from_static("idle timeout"),
             },
         };
-        let _ = tx.send(WsMessage::Close(Some(close))).await;
+        let _ = tokio::time::timeout(write_timeout, tx.send(WsMessage::Close(Some(close)))).await;
         return;
     }
 }
@@ -353,11 +362,16 @@ async fn publish(
         }
     }
     let max = hub.config().max_message;
+    let body_timeout = hub.config().body_timeout;
     let message = match params.get("msg") {
         Some(msg) => Bytes::copy_from_slice(msg.as_bytes()),
-        None => Limited::new(body, max)
-            .collect()
+        None => tokio::time::timeout(body_timeout, Limited::new(body, max).collect())
             .await
+            .map_err(|_| {
+                HubError::Timeout(format!(
+                    "the message body did not arrive within {body_timeout:?}"
+                ))
+            })?
             .map_err(|e| {
                 if e.is::<http_body_util::LengthLimitError>() {
                     HubError::TooLarge(max)

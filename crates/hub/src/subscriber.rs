@@ -108,6 +108,11 @@ impl Subscriber {
         self.format
     }
 
+    /// Longest one write to this subscriber may take (`--write-timeout`).
+    pub fn write_timeout(&self) -> std::time::Duration {
+        self.hub.config().write_timeout
+    }
+
     /// `retry:` for SSE clients at shutdown, in milliseconds.
     pub fn retry_ms(&self) -> u64 {
         self.hub.config().shutdown_retry_ms

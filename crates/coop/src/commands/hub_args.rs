@@ -71,6 +71,15 @@ pub struct HubArgs {
     #[arg(long, default_value = "15s", value_parser = parse_duration, env = "COOP_HEARTBEAT")]
     pub heartbeat: Duration,
 
+    /// Disconnect a subscriber when one write to it takes longer than this
+    /// (it stopped reading; its socket buffer is full).
+    #[arg(long, default_value = "30s", value_parser = parse_duration, env = "COOP_WRITE_TIMEOUT")]
+    pub write_timeout: Duration,
+
+    /// Answer `408` to a publish whose body has not arrived within this.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, env = "COOP_BODY_TIMEOUT")]
+    pub body_timeout: Duration,
+
     /// Close a subscription that received no message for this long
     /// (heartbeats do not count); never by default.
     #[arg(long, value_parser = parse_duration, env = "COOP_IDLE_TIMEOUT")]
@@ -173,6 +182,11 @@ impl HubArgs {
                 )));
             }
         }
+        if self.write_timeout.is_zero() || self.body_timeout.is_zero() {
+            return Err(ConfigError(
+                "--write-timeout and --body-timeout must be more than zero".into(),
+            ));
+        }
         if self.heartbeat.is_zero() {
             return Err(ConfigError("--heartbeat must be more than zero".into()));
         }
@@ -192,6 +206,8 @@ impl HubArgs {
             max_subscription_topics: self.max_subscription_topics as usize,
             publish_rate: self.publish_rate.map(|r| (r, self.publish_burst)),
             heartbeat: self.heartbeat,
+            write_timeout: self.write_timeout,
+            body_timeout: self.body_timeout,
             idle_timeout: self.idle_timeout,
             auth_secret: self.auth_secret.clone(),
             cors_origins: self.cors_origins.clone(),

@@ -67,7 +67,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             let abandon_runtime = matches!(other, Command::Speak(_));
             let result = rt.block_on(async move {
                 match other {
-                    Command::Serve(args) => serve::run(args).await,
+                    Command::Serve(args) => serve::run(*args).await,
                     Command::Speak(args) => speak::run(args).await,
                     Command::Pub(args) => pubsub::run_pub(args).await,
                     Command::Sub(args) => pubsub::run_sub(args).await,

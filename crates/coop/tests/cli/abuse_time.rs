@@ -1,0 +1,75 @@
+//! Abuse suite, time: what a client can make the real `coop serve` wait
+//! for is bounded. A subscriber that stops reading is dropped after
+//! `--write-timeout`; a publisher that dribbles its body gets `408` after
+//! `--body-timeout`.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use crate::support::Server;
+
+fn subscribers(server: &Server) -> u64 {
+    let v: serde_json::Value = reqwest::blocking::get(server.url("/api/topics"))
+        .and_then(|r| r.json())
+        .unwrap_or_default();
+    v["subscribers"].as_u64().unwrap_or(u64::MAX)
+}
+
+#[test]
+fn a_subscriber_that_stops_reading_is_dropped_after_the_write_timeout() {
+    let server = Server::start(&["--delay", "0s", "--write-timeout", "1s"]);
+    let mut stalled = TcpStream::connect(server.addr).unwrap();
+    stalled
+        .write_all(b"GET /topics/t HTTP/1.1\r\nhost: hub\r\n\r\n")
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while subscribers(&server) != 1 {
+        assert!(Instant::now() < deadline, "the subscriber never registered");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Publish until the kernel buffers are full and a write blocks; then
+    // the hub must let go of it within the timeout (plus wide slack).
+    let http = reqwest::blocking::Client::new();
+    let body = "w".repeat(64 * 1024);
+    let mut published = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while subscribers(&server) != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "a subscriber that never reads is still held after {published} publishes"
+        );
+        if published < 1_000 {
+            let resp = http
+                .post(server.url("/topics/t"))
+                .body(body.clone())
+                .send()
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            published += 1;
+        } else {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    drop(stalled);
+}
+
+#[test]
+fn a_publisher_that_dribbles_its_body_gets_408() {
+    let server = Server::start(&["--delay", "0s", "--body-timeout", "1s"]);
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(b"POST /topics/t HTTP/1.1\r\nhost: hub\r\ncontent-length: 100\r\n\r\nonly ten..")
+        .unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&answer).contains("\r\n\r\n") {
+        let n = s.read(&mut buf).expect("an answer before the read timeout");
+        assert!(n > 0, "closed without an answer");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(15));
+}
