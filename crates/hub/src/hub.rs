@@ -45,6 +45,9 @@ pub struct Config {
     /// Bytes of messages held in memory, history and live rings together
     /// (`--max-memory`); past it the oldest are evicted (`budget.rs`).
     pub max_memory: usize,
+    /// Most live patterns, all subscriptions together (`--max-patterns`);
+    /// a subscription past it gets `503`.
+    pub max_patterns: usize,
     /// Most topics and patterns in one subscription
     /// (`--max-subscription-topics`); more is `400`.
     pub max_subscription_topics: usize,
@@ -82,6 +85,7 @@ impl Default for Config {
             max_topics: 100_000,
             max_memory: 256 * 1024 * 1024,
             max_subscription_topics: 64,
+            max_patterns: 10_000,
             publish_rate: None,
             heartbeat: Duration::from_secs(15),
             write_timeout: Duration::from_secs(30),
@@ -241,7 +245,12 @@ impl Hub {
         backend: impl FnOnce(&Config, Fanout) -> Backend,
     ) -> Hub {
         let budget = Budget::new(config.max_memory);
-        let fanout = Fanout::with_limits(config.buffer, config.max_topics, budget);
+        let fanout = Fanout::with_limits(
+            config.buffer,
+            config.max_topics,
+            config.max_patterns,
+            budget,
+        );
         let Backend { store, broker } = backend(&config, fanout.clone());
         let auth = config
             .auth_secret

@@ -122,14 +122,25 @@ struct Registry {
     /// count, so a request naming many unknown topics cannot create rings
     /// without bound.
     max_rings: usize,
+    /// Most live patterns, all subscriptions together (`--max-patterns`):
+    /// each topic's first message is matched against every one of them
+    /// while the registry is locked, so their number bounds that work.
+    max_patterns: usize,
     /// Every message pushed into a ring is charged here (`budget.rs`).
     budget: Arc<Budget>,
 }
 
-/// A subscription would create more rings than `--max-topics` allows.
+/// Why a subscription was refused (the hub answers `503` with this text).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("too many topics (at most {0}); retry later")]
-pub struct TooManyTopics(pub usize);
+pub enum Refused {
+    /// Its topics would take the rings past `--max-topics`.
+    #[error("too many topics (at most {0}); retry later")]
+    TooManyTopics(usize),
+    /// Its patterns would take the hub's live patterns past
+    /// `--max-patterns`.
+    #[error("too many pattern subscriptions (at most {0} patterns); retry later")]
+    TooManyPatterns(usize),
+}
 
 /// One topic's recent messages and its subscribers.
 pub(crate) struct Ring {
@@ -180,12 +191,17 @@ impl Fanout {
     /// A fan-out whose rings each keep `capacity` messages (at least 1),
     /// without limits on rings or bytes (tests and tools).
     pub fn new(capacity: usize) -> Fanout {
-        Fanout::with_limits(capacity, usize::MAX, Budget::new(usize::MAX))
+        Fanout::with_limits(capacity, usize::MAX, usize::MAX, Budget::new(usize::MAX))
     }
 
-    /// A fan-out of at most `max_rings` rings of `capacity` messages, whose
-    /// messages are charged to `budget`.
-    pub fn with_limits(capacity: usize, max_rings: usize, budget: Arc<Budget>) -> Fanout {
+    /// A fan-out of at most `max_rings` rings of `capacity` messages and
+    /// `max_patterns` live patterns, whose messages are charged to `budget`.
+    pub fn with_limits(
+        capacity: usize,
+        max_rings: usize,
+        max_patterns: usize,
+        budget: Arc<Budget>,
+    ) -> Fanout {
         Fanout {
             inner: Arc::new(Registry {
                 topics: Mutex::new(HashMap::new()),
@@ -193,6 +209,7 @@ impl Fanout {
                 high_water: AtomicU64::new(0),
                 capacity: capacity.max(1),
                 max_rings,
+                max_patterns,
                 budget,
             }),
         }
@@ -292,13 +309,19 @@ impl Fanout {
 
     /// Subscribes to `topics` and `patterns`, starting after everything
     /// delivered so far. Unsubscribes when the [`Subscription`] drops.
-    /// Refused, changing nothing, when the topics without a ring would
-    /// take the rings past `--max-topics`.
+    /// Refused, changing nothing, past `--max-topics` or `--max-patterns`.
+    ///
+    /// Matching patterns against the existing rings grows with the
+    /// client's input, so it runs after the registry lock is released: the
+    /// patterns are registered and the rings' positions noted under the
+    /// lock (rings created later reach this subscriber through
+    /// `pending`), then the matching rings are attached at the noted
+    /// positions, so nothing delivered in between is missed.
     pub fn subscribe(
         &self,
         topics: &[TopicName],
         patterns: &[Pattern],
-    ) -> Result<Subscription, TooManyTopics> {
+    ) -> Result<Subscription, Refused> {
         let shared = Arc::new(SubShared {
             notify: Notify::new(),
             pending: Mutex::new(Vec::new()),
@@ -308,28 +331,24 @@ impl Fanout {
         let mut map = lock(&self.inner.topics);
         let new_rings = topics.iter().filter(|t| !map.contains_key(*t)).count();
         if map.len().saturating_add(new_rings) > self.inner.max_rings {
-            return Err(TooManyTopics(self.inner.max_rings));
+            return Err(Refused::TooManyTopics(self.inner.max_rings));
         }
-        let attach = |ring: &Arc<Ring>, cursors: &mut Vec<Cursor>| {
-            if cursors.iter().any(|c| Arc::ptr_eq(&c.ring, ring)) {
-                return;
+        let mut snapshot = Vec::new();
+        if !patterns.is_empty() {
+            let mut pats = lock(&self.inner.patterns);
+            pats.retain(|(_, w)| w.strong_count() > 0);
+            if pats.len().saturating_add(patterns.len()) > self.inner.max_patterns {
+                return Err(Refused::TooManyPatterns(self.inner.max_patterns));
             }
-            let mut st = lock(&ring.state);
-            match Arc::get_mut(&mut st.subs) {
-                // Usual case: no delivery holds the list right now.
-                Some(subs) => subs.push(shared.clone()),
-                None => {
-                    let mut subs = Vec::with_capacity(st.subs.len() + 1);
-                    subs.extend(st.subs.iter().cloned());
-                    subs.push(shared.clone());
-                    st.subs = Arc::new(subs);
-                }
+            for p in patterns {
+                pats.push((p.clone(), Arc::downgrade(&shared)));
             }
-            cursors.push(Cursor {
-                ring: ring.clone(),
-                pos: st.end_pos(),
-            });
-        };
+            drop(pats);
+            snapshot = map
+                .values()
+                .map(|ring| (ring.clone(), lock(&ring.state).end_pos()))
+                .collect();
+        }
         for name in topics {
             let ring = match map.get(name) {
                 Some(ring) => ring.clone(),
@@ -339,24 +358,20 @@ impl Fanout {
                     ring
                 }
             };
-            attach(&ring, &mut cursors);
-        }
-        if !patterns.is_empty() {
-            let existing: Vec<Arc<Ring>> = map
-                .iter()
-                .filter(|(name, _)| patterns.iter().any(|p| p.matches(name.as_str())))
-                .map(|(_, ring)| ring.clone())
-                .collect();
-            for ring in existing {
-                attach(&ring, &mut cursors);
-            }
-            let mut pats = lock(&self.inner.patterns);
-            pats.retain(|(_, w)| w.strong_count() > 0);
-            for p in patterns {
-                pats.push((p.clone(), Arc::downgrade(&shared)));
-            }
+            let pos = lock(&ring.state).end_pos();
+            attach(&shared, &ring, pos, &mut cursors);
         }
         drop(map);
+        for (ring, pos) in snapshot {
+            if patterns.iter().any(|p| p.matches(ring.name.as_str())) {
+                attach(&shared, &ring, pos, &mut cursors);
+            }
+        }
+        if !patterns.is_empty() {
+            // Something may have been delivered to a ring between the
+            // snapshot and its attach, with nobody to wake this reader.
+            shared.notify.notify_one();
+        }
         Ok(Subscription {
             fanout: self.clone(),
             shared,
@@ -414,6 +429,29 @@ impl Fanout {
 /// (beyond its first message): what a subscriber holds between the rings
 /// and its socket. Matches the transports' largest write.
 pub const BATCH_BYTES: usize = 64 * 1024;
+
+/// Adds `shared` to `ring`'s subscribers, reading from ring position `pos`
+/// (unless this subscription reads that ring already).
+fn attach(shared: &Arc<SubShared>, ring: &Arc<Ring>, pos: u64, cursors: &mut Vec<Cursor>) {
+    if cursors.iter().any(|c| Arc::ptr_eq(&c.ring, ring)) {
+        return;
+    }
+    let mut st = lock(&ring.state);
+    match Arc::get_mut(&mut st.subs) {
+        // Usual case: no delivery holds the list right now.
+        Some(subs) => subs.push(shared.clone()),
+        None => {
+            let mut subs = Vec::with_capacity(st.subs.len() + 1);
+            subs.extend(st.subs.iter().cloned());
+            subs.push(shared.clone());
+            st.subs = Arc::new(subs);
+        }
+    }
+    cursors.push(Cursor {
+        ring: ring.clone(),
+        pos,
+    });
+}
 
 struct Cursor {
     ring: Arc<Ring>,
@@ -712,5 +750,24 @@ mod tests {
                 last_id: Some(MessageId(2))
             })
         );
+    }
+
+    #[test]
+    fn a_pattern_attaches_existing_rings_and_the_pattern_cap_refuses_more() {
+        let fanout = Fanout::with_limits(16, 100, 2, Budget::new(usize::MAX));
+        let _named = fanout.subscribe(&[t("farm.cow")], &[]).unwrap();
+        fanout.deliver(&[msg(1, "farm.cow")]); // before: not seen
+        let p = |s: &str| Pattern::new(s).unwrap();
+        let mut sub = fanout.subscribe(&[], &[p("farm.*")]).unwrap();
+        fanout.deliver(&[msg(2, "farm.cow"), msg(3, "farm.pig")]);
+        let mut out = Vec::new();
+        sub.next_batch(&mut out).unwrap();
+        assert_eq!(ids(&out), [2, 3]);
+        assert_eq!(
+            fanout.subscribe(&[], &[p("a.*"), p("b.*")]).err(),
+            Some(Refused::TooManyPatterns(2))
+        );
+        drop(sub);
+        assert!(fanout.subscribe(&[], &[p("a.*"), p("b.*")]).is_ok());
     }
 }

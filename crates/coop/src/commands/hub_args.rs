@@ -52,6 +52,12 @@ pub struct HubArgs {
     #[arg(long, default_value = "256MiB", value_parser = parse_bytes, env = "COOP_MAX_MEMORY")]
     pub max_memory: u64,
 
+    /// Most live pattern subscriptions (`farm.*`), all clients together;
+    /// past it a subscription with a pattern gets `503`. Each new topic is
+    /// matched against all of them.
+    #[arg(long, default_value_t = 10_000, env = "COOP_MAX_PATTERNS")]
+    pub max_patterns: usize,
+
     /// Most topics and patterns in one subscription (`a,b,farm.*` is 3);
     /// more is `400`.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=100_000), env = "COOP_MAX_SUBSCRIPTION_TOPICS")]
@@ -204,6 +210,7 @@ impl HubArgs {
             max_topics: self.max_topics,
             max_memory: usize::try_from(self.max_memory).unwrap_or(usize::MAX),
             max_subscription_topics: self.max_subscription_topics as usize,
+            max_patterns: self.max_patterns,
             publish_rate: self.publish_rate.map(|r| (r, self.publish_burst)),
             heartbeat: self.heartbeat,
             write_timeout: self.write_timeout,

@@ -34,6 +34,9 @@ struct Inner {
     /// The id the next message gets. Starts at the current Unix time in
     /// microseconds, so ids keep increasing across restarts (see `MessageId`).
     next_id: u64,
+    /// The last id assigned, if any (kept, so that `last_id` does not walk
+    /// every topic under the lock publishes need).
+    last_id: Option<MessageId>,
     topics: HashMap<TopicName, TopicHistory>,
     /// Largest `dropped_through` of topics that were forgotten after their
     /// history emptied; reported for unknown topics, so a resume into a
@@ -75,6 +78,7 @@ impl MemoryStore {
         MemoryStore {
             inner: Mutex::new(Inner {
                 next_id: now_us().max(1),
+                last_id: None,
                 topics: HashMap::new(),
                 forgotten_through: None,
                 closed: false,
@@ -103,6 +107,7 @@ impl MemoryStore {
         }
         let id = MessageId(inner.next_id);
         inner.next_id += 1;
+        inner.last_id = Some(id);
         let msg = Arc::new(Message::new(id, topic.clone(), now_ms(), body));
         self.budget.charge(&msg);
         let hist = inner.topics.entry(topic).or_default();
@@ -210,8 +215,7 @@ impl Store for MemoryStore {
     }
 
     fn last_id(&self) -> Option<MessageId> {
-        let inner = self.lock();
-        inner.topics.values().filter_map(|h| h.last_id).max()
+        self.lock().last_id
     }
 
     fn evict(&self, msg: &Message) {

@@ -220,3 +220,20 @@ async fn unfinished_websocket_fragments_are_bounded_too() {
     );
     let _ = Duration::ZERO;
 }
+
+#[tokio::test]
+async fn pattern_subscriptions_past_max_patterns_get_503() {
+    let hub = TestHub::start(Config {
+        max_patterns: 2,
+        ..Config::default()
+    })
+    .await;
+    let _a = Stream::get(&hub.url("/topics/a.*,b.*")).await;
+    hub.wait_subscribers(1).await;
+    let resp = client().get(hub.url("/topics/c.*")).send().await.unwrap();
+    assert_eq!(resp.status(), 503);
+    assert!(resp.text().await.unwrap().contains("pattern"));
+    // Plain topics are not patterns.
+    let _b = Stream::get(&hub.url("/topics/c")).await;
+    hub.wait_subscribers(2).await;
+}
