@@ -22,6 +22,10 @@ pub enum HubError {
     /// The body did not arrive within `--body-timeout` (`408`).
     #[error("{0}")]
     Timeout(String),
+    /// The `Host` is not a name this hub answers to (`421`): DNS rebinding
+    /// or a misconfigured proxy (`origin.rs`).
+    #[error("{0}")]
+    Misdirected(String),
     /// Message larger than `--max-message` (`413`).
     #[error("message larger than {0} bytes")]
     TooLarge(usize),
@@ -40,6 +44,7 @@ impl HubError {
             HubError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             HubError::Forbidden(_) => StatusCode::FORBIDDEN,
             HubError::NotFound(_) => StatusCode::NOT_FOUND,
+            HubError::Misdirected(_) => StatusCode::MISDIRECTED_REQUEST,
             HubError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             HubError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             HubError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,

@@ -71,6 +71,9 @@ pub struct Config {
     /// Origins allowed by CORS (`--cors-origin`, `*` for any); empty: no
     /// CORS headers.
     pub cors_origins: Vec<String>,
+    /// Names the hub answers to in `Host` (`--allowed-host`; the binary
+    /// adds loopback names and its bind address). Default: any.
+    pub allowed_hosts: crate::origin::AllowedHosts,
     /// `retry:` sent to SSE clients at shutdown, in milliseconds.
     pub shutdown_retry_ms: u64,
 }
@@ -93,6 +96,7 @@ impl Default for Config {
             idle_timeout: None,
             auth_secret: None,
             cors_origins: Vec::new(),
+            allowed_hosts: crate::origin::AllowedHosts::any(),
             shutdown_retry_ms: 1000,
         }
     }

@@ -21,6 +21,8 @@
 //! - `hub.rs`: `Hub` (config, publish, open a subscription with history).
 //! - `direct.rs`: streaming subscribers that own their socket (the fast
 //!   path `coop serve` offers each new connection first).
+//! - `origin.rs`: `Host` and `Origin` checks (DNS rebinding, cross-site
+//!   publishes and WebSockets).
 //! - `server.rs`: the HTTP routes; `auth.rs` (JWT), `limit.rs` (rate),
 //!   `error.rs` (status codes).
 //!
@@ -37,6 +39,7 @@ pub mod history;
 pub mod hub;
 pub mod limit;
 pub mod message;
+pub mod origin;
 pub mod server;
 pub mod store;
 pub mod subscriber;

@@ -48,6 +48,10 @@ pub fn router(hub: Hub) -> Router {
         .route("/topics/{spec}", get(subscribe_topics).post(publish_topic))
         .route("/api/topics", get(list_topics))
         .route("/api/topics/{name}", get(one_topic))
+        .layer(axum::middleware::from_fn_with_state(
+            hub.clone(),
+            check_origin,
+        ))
         .with_state(hub);
     match cors {
         Some(cors) => router.layer(cors),
@@ -78,6 +82,24 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
 }
 
 type Params = Query<HashMap<String, String>>;
+
+/// `Host` and `Origin` checks on every hub route (`origin.rs`).
+async fn check_origin(
+    State(hub): State<Hub>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let config = hub.config();
+    match crate::origin::check(
+        &config.allowed_hosts,
+        &config.cors_origins,
+        req.method(),
+        req.headers(),
+    ) {
+        Ok(()) => next.run(req).await,
+        Err(err) => err.into_response(),
+    }
+}
 
 /// The bearer token of a request: header first, then `?token=`.
 fn token<'a>(headers: &'a HeaderMap, params: &'a HashMap<String, String>) -> Option<&'a str> {
@@ -136,6 +158,15 @@ pub(crate) async fn start_subscriber(
     params: &HashMap<String, String>,
     headers: &HeaderMap,
 ) -> Result<Subscriber, HubError> {
+    // The direct path (`direct.rs`) comes here without the router's
+    // middleware: check `Host` and `Origin` for it too.
+    let config = hub.config();
+    crate::origin::check(
+        &config.allowed_hosts,
+        &config.cors_origins,
+        &Method::GET,
+        headers,
+    )?;
     let spec = Spec::parse(spec).map_err(HubError::BadRequest)?;
     let max = hub.config().max_subscription_topics;
     let parts = spec.topics.len() + spec.patterns.len();

@@ -105,6 +105,17 @@ pub struct HubArgs {
     #[arg(long = "cors-origin", env = "COOP_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
 
+    /// A name clients may use for this server in `Host`, besides the
+    /// loopback names and the `--bind` address (repeat; `*`: any). Other
+    /// names get `421`: a hub is not driven from a browser by a DNS name
+    /// rebound to it.
+    #[arg(
+        long = "allowed-host",
+        env = "COOP_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    pub allowed_hosts: Vec<String>,
+
     /// Keep history durably in this directory (SQLite, WAL): publishes are
     /// answered once on disk, and a restart (even `kill -9`) loses nothing
     /// that was answered. One process per directory.
@@ -177,7 +188,7 @@ pub struct HubParts {
 
 impl HubArgs {
     /// Checks the flags into the hub's configuration.
-    pub fn config(&self) -> Result<hub::Config, ConfigError> {
+    pub fn config(&self, bind: std::net::IpAddr) -> Result<hub::Config, ConfigError> {
         if self.max_message == 0 {
             return Err(ConfigError("--max-message must be at least 1".into()));
         }
@@ -218,6 +229,7 @@ impl HubArgs {
             idle_timeout: self.idle_timeout,
             auth_secret: self.auth_secret.clone(),
             cors_origins: self.cors_origins.clone(),
+            allowed_hosts: hub::origin::AllowedHosts::new(bind, &self.allowed_hosts),
             ..hub::Config::default()
         })
     }
@@ -225,8 +237,12 @@ impl HubArgs {
 
 /// Builds the hub from its flags. `shutdown` is cancelled on SIGINT/SIGTERM;
 /// long-lived streams watch it and end themselves.
-pub async fn build(args: &HubArgs, shutdown: CancellationToken) -> anyhow::Result<HubParts> {
-    let config = args.config()?;
+pub async fn build(
+    args: &HubArgs,
+    bind: std::net::IpAddr,
+    shutdown: CancellationToken,
+) -> anyhow::Result<HubParts> {
+    let config = args.config(bind)?;
     let hub = if let Some(dir) = &args.data_dir {
         let options = hub::store::sqlite::SqliteOptions {
             fsync: args.data_fsync,

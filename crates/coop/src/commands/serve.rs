@@ -199,7 +199,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             retry_after_secs: args.retry_after,
         },
     );
-    let hub = hub_args::build(&args.hub, shutdown.clone())
+    let hub = hub_args::build(&args.hub, args.bind, shutdown.clone())
         .await
         .context("cannot start the hub")?;
     let health = hub.health.clone();

@@ -135,7 +135,7 @@ fn websocket_fragments_never_finished_are_cut_off_early() {
     let mut s = TcpStream::connect(server.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(
-        b"GET /topics/t HTTP/1.1\r\nhost: hub\r\nupgrade: websocket\r\nconnection: upgrade\r\n\
+        b"GET /topics/t HTTP/1.1\r\nhost: 127.0.0.1\r\nupgrade: websocket\r\nconnection: upgrade\r\n\
           sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
     )
     .unwrap();
@@ -199,7 +199,7 @@ fn resuming_subscribers_that_never_read_do_not_each_copy_the_durable_history() {
     let mut stalled = Vec::new();
     for _ in 0..8 {
         let mut s = TcpStream::connect(server.addr).unwrap();
-        s.write_all(b"GET /topics/hist.**?since=all HTTP/1.1\r\nhost: hub\r\n\r\n")
+        s.write_all(b"GET /topics/hist.**?since=all HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
             .unwrap();
         stalled.push(s);
     }
@@ -225,7 +225,7 @@ fn resuming_subscribers_that_never_read_do_not_each_copy_the_durable_history() {
         .unwrap();
     reader
         .write_all(
-            b"GET /topics/hist.**?since=all&format=ndjson HTTP/1.1\r\nhost: hub\r\nconnection: close\r\n\r\n",
+            b"GET /topics/hist.**?since=all&format=ndjson HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n",
         )
         .unwrap();
     let needle = b"\"topic\":\"hist.";

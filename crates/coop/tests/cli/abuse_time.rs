@@ -21,7 +21,7 @@ fn a_subscriber_that_stops_reading_is_dropped_after_the_write_timeout() {
     let server = Server::start(&["--delay", "0s", "--write-timeout", "1s"]);
     let mut stalled = TcpStream::connect(server.addr).unwrap();
     stalled
-        .write_all(b"GET /topics/t HTTP/1.1\r\nhost: hub\r\n\r\n")
+        .write_all(b"GET /topics/t HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while subscribers(&server) != 1 {
@@ -59,8 +59,10 @@ fn a_publisher_that_dribbles_its_body_gets_408() {
     let server = Server::start(&["--delay", "0s", "--body-timeout", "1s"]);
     let mut s = TcpStream::connect(server.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    s.write_all(b"POST /topics/t HTTP/1.1\r\nhost: hub\r\ncontent-length: 100\r\n\r\nonly ten..")
-        .unwrap();
+    s.write_all(
+        b"POST /topics/t HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: 100\r\n\r\nonly ten..",
+    )
+    .unwrap();
     let started = Instant::now();
     let mut answer = Vec::new();
     let mut buf = [0u8; 1024];

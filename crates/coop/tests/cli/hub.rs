@@ -15,7 +15,7 @@ fn open_stream(addr: std::net::SocketAddr, path: &str, accept: &str) -> TcpStrea
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nhost: hub\r\naccept: {accept}\r\nconnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\naccept: {accept}\r\nconnection: close\r\n\r\n"
     )
     .unwrap();
     s
