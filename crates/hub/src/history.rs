@@ -33,13 +33,22 @@ use crate::store::{Store, StoreError};
 /// memory store, whose pages share the history's `Arc`s).
 pub const PAGE: usize = 16;
 
+/// Gap notices sent one per topic; past this many, the rest are summed up
+/// in one notice (a pattern over 100,000 topics must not make one
+/// subscriber hold 100,000 notices).
+pub const MAX_GAP_NOTICES: usize = 64;
+
 /// A gap in a resumed subscription: ids of `topic` after `after` up to
-/// `dropped_through` are no longer held.
+/// `dropped_through` are no longer held. `topic` is `None` for the summary
+/// of `topics` topics past [`MAX_GAP_NOTICES`], with the largest
+/// `dropped_through` among them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Gap {
-    pub topic: TopicName,
+    pub topic: Option<TopicName>,
     pub after: MessageId,
     pub dropped_through: MessageId,
+    /// Topics this notice stands for (1 unless it is the summary).
+    pub topics: usize,
 }
 
 /// Pages of history in id order across topics (see the module docs).
@@ -83,11 +92,7 @@ impl HistoryReader {
             let first = store.read_page(&topic, after, 1).await?;
             if let (Some(after), Some(dropped)) = (after, first.dropped_through) {
                 if dropped > after {
-                    gaps.push(Gap {
-                        topic: topic.clone(),
-                        after,
-                        dropped_through: dropped,
-                    });
+                    note_gap(&mut gaps, &topic, after, dropped);
                 }
             }
             if let Some(m) = first.messages.first() {
@@ -153,6 +158,32 @@ impl HistoryReader {
             }
         }
         Ok(())
+    }
+}
+
+/// Records a gap of `topic`: one notice each up to [`MAX_GAP_NOTICES`],
+/// then one summary notice for all the others.
+fn note_gap(gaps: &mut Vec<Gap>, topic: &TopicName, after: MessageId, dropped: MessageId) {
+    if gaps.len() < MAX_GAP_NOTICES {
+        gaps.push(Gap {
+            topic: Some(topic.clone()),
+            after,
+            dropped_through: dropped,
+            topics: 1,
+        });
+        return;
+    }
+    match gaps.last_mut() {
+        Some(summary) if summary.topic.is_none() => {
+            summary.topics += 1;
+            summary.dropped_through = summary.dropped_through.max(dropped);
+        }
+        _ => gaps.push(Gap {
+            topic: None,
+            after,
+            dropped_through: dropped,
+            topics: 1,
+        }),
     }
 }
 
@@ -244,9 +275,10 @@ mod tests {
         assert_eq!(
             gaps,
             [Gap {
-                topic: t("b"),
+                topic: Some(t("b")),
                 after: ids[0],
                 dropped_through: ids[1],
+                topics: 1,
             }]
         );
         let (got, _) = read_all(&mut reader).await;
@@ -259,10 +291,28 @@ mod tests {
         assert_eq!(
             gaps,
             [Gap {
-                topic: t("a"),
+                topic: Some(t("a")),
                 after: ids[0],
                 dropped_through: ids[2],
+                topics: 1,
             }]
         );
+    }
+
+    #[tokio::test]
+    async fn gaps_past_the_notice_limit_are_summed_up_in_one() {
+        let names: Vec<String> = (0..200).map(|i| format!("t{i}")).collect();
+        let mut order: Vec<&str> = names.iter().map(String::as_str).collect();
+        order.extend(names.iter().map(String::as_str)); // two each
+        let (store, ids) = store_with(&order, 1).await; // each keeps 1
+        let topics = names.iter().map(|n| t(n)).collect();
+        let (_, gaps) = HistoryReader::open(store, topics, Some(MessageId(ids[0].0 - 1)))
+            .await
+            .unwrap();
+        assert_eq!(gaps.len(), MAX_GAP_NOTICES + 1);
+        let summary = gaps.last().unwrap();
+        assert_eq!(summary.topic, None);
+        assert_eq!(summary.topics, 200 - MAX_GAP_NOTICES);
+        assert_eq!(summary.dropped_through, ids[199]);
     }
 }

@@ -21,7 +21,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::time::{Instant, Interval};
 
 use crate::hub::{Hub, Opened};
-use crate::message::Message;
+use crate::message::{Message, TopicName};
 use crate::topic::Lagged;
 use crate::transport::{ndjson, sse, Format};
 
@@ -359,12 +359,16 @@ fn encode_gaps(format: Format, opened: &Opened) -> Option<Bytes> {
     }
     let mut buf = BytesMut::new();
     for gap in &opened.gaps {
-        let json = serde_json::json!({
+        let mut json = serde_json::json!({
             "event": "gap",
-            "topic": gap.topic.as_str(),
+            "topic": gap.topic.as_ref().map(TopicName::as_str),
             "after": gap.after.0,
             "dropped_through": gap.dropped_through.0,
         });
+        if gap.topic.is_none() {
+            // The summary past `MAX_GAP_NOTICES`: how many topics it covers.
+            json["topics"] = gap.topics.into();
+        }
         match format {
             Format::Sse | Format::SseJson => buf.extend_from_slice(&sse::control("gap", &json)),
             Format::Ndjson => buf.extend_from_slice(&ndjson::control(&json)),

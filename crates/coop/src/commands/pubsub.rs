@@ -249,6 +249,10 @@ async fn follow(
                 .map_err(Fatal)?;
             if let Some(event) = rec["event"].as_str() {
                 match event {
+                    "gap" if rec["topic"].is_null() => eprintln!(
+                        "warning: {} more topics lost messages after id {} up to id {} (no longer held)",
+                        rec["topics"], rec["after"], rec["dropped_through"]
+                    ),
                     "gap" => eprintln!(
                         "warning: topic {} lost messages after id {} up to id {} (no longer held)",
                         rec["topic"], rec["after"], rec["dropped_through"]

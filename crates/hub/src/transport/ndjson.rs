@@ -5,7 +5,8 @@
 //! ```
 //!
 //! Control records carry an `"event"` field instead of an `"id"`:
-//! `{"event":"gap","topic":T,"after":A,"dropped_through":D}`,
+//! `{"event":"gap","topic":T,"after":A,"dropped_through":D}` (past 64
+//! topics, one more with `"topic":null` and `"topics":N` sums up the rest),
 //! `{"event":"lagged","last_id":N}`, `{"event":"shutdown"}`. Heartbeats are
 //! empty lines. WebSocket frames carry the same objects without the `\n`.
 
