@@ -188,4 +188,75 @@ mod tests {
         let s: String = serde_json::from_slice(&b).unwrap();
         assert_eq!(s, "a\"b\\c\nd\u{1}é");
     }
+
+    use crate::message::{MessageId, TopicName};
+    use proptest::prelude::*;
+
+    fn message(body: &str) -> Message {
+        Message::new(
+            MessageId(42),
+            TopicName::new("farm.cow").unwrap(),
+            1_700_000_000_000,
+            body.to_owned().into(),
+        )
+    }
+
+    /// The data of the one event in `sse`, read as `EventSource` does:
+    /// lines split on `\r\n`, `\r` or `\n`, `data:` fields joined by `\n`.
+    fn sse_data(sse: &str) -> (Vec<String>, String) {
+        let mut names = Vec::new();
+        let mut data: Vec<String> = Vec::new();
+        let normalised = sse.replace("\r\n", "\n").replace('\r', "\n");
+        let body = normalised
+            .strip_suffix("\n\n")
+            .expect("an event ends with a blank line");
+        for line in body.split('\n') {
+            assert!(!line.is_empty(), "one event only: {sse:?}");
+            let (name, value) = line.split_once(':').unwrap_or((line, ""));
+            let value = value.strip_prefix(' ').unwrap_or(value);
+            names.push(name.to_string());
+            if name == "data" {
+                data.push(value.to_string());
+            }
+        }
+        (names, data.join("\n"))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Any message, line breaks and control characters included,
+        /// comes back exact from NDJSON, SSE-JSON and WebSocket, as the
+        /// talk's line from raw, and from SSE with its line breaks read
+        /// as `EventSource` reads them: one event, never a forged field.
+        #[test]
+        fn every_encoding_carries_any_message(body in "\\PC*|[a\r\n:\u{0}-\u{1f}é]{0,40}") {
+            let msg = message(&body);
+
+            let json = encode(&msg, Encoding::Json);
+            prop_assert!(json.ends_with(b"\n"));
+            prop_assert!(!json[..json.len() - 1].contains(&b'\n'), "one line");
+            let rec: serde_json::Value = serde_json::from_slice(&json).unwrap();
+            prop_assert_eq!(rec["message"].as_str(), Some(body.as_str()));
+            prop_assert_eq!(rec["id"].as_u64(), Some(42));
+            prop_assert_eq!(rec["topic"].as_str(), Some("farm.cow"));
+
+            let raw = encode(&msg, Encoding::Raw);
+            let line = format!("{body}\r\n");
+            prop_assert_eq!(&raw[..], line.as_bytes());
+
+            let sse = encode(&msg, Encoding::Sse);
+            let (names, data) = sse_data(std::str::from_utf8(&sse).unwrap());
+            prop_assert_eq!(data, body.replace("\r\n", "\n").replace('\r', "\n"));
+            prop_assert!(
+                names.iter().all(|n| ["id", "event", "topic", "data"].contains(&n.as_str())),
+                "no forged field: {:?}", names
+            );
+
+            let sse_json = encode(&msg, Encoding::SseJson);
+            let (_, data) = sse_data(std::str::from_utf8(&sse_json).unwrap());
+            let rec: serde_json::Value = serde_json::from_str(&data).unwrap();
+            prop_assert_eq!(rec["message"].as_str(), Some(body.as_str()));
+        }
+    }
 }
