@@ -246,6 +246,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         out.flush()?;
     }
     tracing::info!(%local, delay = ?args.delay, "serving the farm");
+    if !local.ip().is_loopback() && args.hub.auth_secret.is_none() {
+        tracing::warn!(
+            %local,
+            "serving on a non-loopback address without --auth-secret: anyone who can reach it \
+             may publish and subscribe (see the guide's Security chapter)"
+        );
+    }
 
     let graceful = accept_loop(listener, router, direct, takeover, &args, shutdown.clone()).await;
 

@@ -87,3 +87,32 @@ fn a_rebound_host_name_gets_421_unless_allowed() {
     );
     assert!(status.contains("200"), "{status}");
 }
+
+#[test]
+fn serving_a_public_address_without_auth_says_so() {
+    use std::io::BufRead;
+    let mut child = crate::support::coop()
+        .args(["serve", "--bind", "0.0.0.0", "--port", "0", "--delay", "0s"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if line.contains("without --auth-secret") {
+                let _ = tx.send(line);
+                break;
+            }
+        }
+    });
+    let warned = rx.recv_timeout(Duration::from_secs(20));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        warned.is_ok(),
+        "no warning about a public address without auth"
+    );
+}
