@@ -738,8 +738,7 @@ mod tests {
     fn eviction_makes_a_reader_that_had_not_read_it_lag() {
         let fanout = Fanout::new(64);
         let mut sub = fanout.subscribe(&[t("a")], &[]).unwrap();
-        let (m1, m2) = (msg(1, "a"), msg(2, "a"));
-        fanout.deliver(&[m1.clone(), m2.clone()]);
+        fanout.deliver(&[msg(1, "a"), msg(2, "a")]);
         let mut out = Vec::new();
         sub.next_batch(&mut out).unwrap();
         fanout.deliver(&[msg(3, "a")]);
