@@ -135,6 +135,7 @@ impl Runtime {
     /// When called from inside another `block_on` on the same thread (the
     /// outer executor would stall while the inner one runs), or when a task
     /// panics.
+    // ANCHOR: block_on
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
         let queue = Arc::new(RunQueue::new());
         let rt = Rc::new(Current {
@@ -179,6 +180,7 @@ impl Runtime {
             main_woken = queue.wait(next);
         }
     }
+    // ANCHOR_END: block_on
 }
 
 /// Runs `future` to completion in real time (see [`Runtime::block_on`]).
@@ -193,6 +195,7 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
 /// # Panics
 ///
 /// Outside [`block_on`]: there is no executor to run the task.
+// ANCHOR: spawn
 pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
 where
     F: Future + Send + 'static,
@@ -208,6 +211,7 @@ where
         handle
     })
 }
+// ANCHOR_END: spawn
 
 /// Waits `duration` (divided by the runtime's speed) without blocking the
 /// thread: other tasks run meanwhile.

@@ -74,6 +74,7 @@ impl ManualSleep {
     }
 }
 
+// ANCHOR: manual_poll
 impl Future for ManualSleep {
     type Output = ();
 
@@ -89,3 +90,4 @@ impl Future for ManualSleep {
         Poll::Pending
     }
 }
+// ANCHOR_END: manual_poll

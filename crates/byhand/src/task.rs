@@ -50,6 +50,7 @@ impl Task {
         self.id
     }
 
+    // ANCHOR: schedule_and_poll
     /// Puts the task on its run queue, unless it is there already. Called by
     /// `spawn` (a new task is ready at once) and by every wake.
     pub(crate) fn schedule(self: &Arc<Self>) {
@@ -76,6 +77,7 @@ impl Task {
             false
         }
     }
+    // ANCHOR_END: schedule_and_poll
 
     /// Drops the future without finishing it (executor shutdown). Dropping
     /// it releases whatever it holds, including wakers of other tasks, which

@@ -67,6 +67,7 @@ impl Timers {
         self.heap.peek().map(|entry| entry.deadline)
     }
 
+    // ANCHOR: expired
     /// Removes every entry due at `now` and returns their wakers, earliest
     /// first. The caller wakes them after releasing its borrow of the heap.
     pub(crate) fn expired(&mut self, now: Instant) -> Vec<Waker> {
@@ -78,6 +79,7 @@ impl Timers {
         }
         due
     }
+    // ANCHOR_END: expired
 
     /// Forgets every entry (executor shutdown).
     pub(crate) fn clear(&mut self) {
@@ -112,6 +114,7 @@ impl Sleep {
     }
 }
 
+// ANCHOR: sleep_poll
 impl Future for Sleep {
     type Output = ();
 
@@ -139,3 +142,4 @@ impl Future for Sleep {
         Poll::Pending
     }
 }
+// ANCHOR_END: sleep_poll

@@ -17,6 +17,7 @@ use std::task::Wake;
 
 use crate::task::{RunQueue, Task};
 
+// ANCHOR: task_waker
 impl Wake for Task {
     fn wake(self: Arc<Self>) {
         self.schedule();
@@ -26,6 +27,7 @@ impl Wake for Task {
         self.schedule();
     }
 }
+// ANCHOR_END: task_waker
 
 /// The waker of the `block_on` future.
 pub(crate) struct MainWaker {

@@ -12,6 +12,7 @@
 //!
 //! Set `COOP_SPEED=100` to divide every sleep by 100.
 
+// ANCHOR: example
 use std::time::{Duration, Instant};
 
 use byhand::{spawn, yield_now, Runtime};
@@ -67,6 +68,7 @@ fn main() {
         pong.await;
     });
 }
+// ANCHOR_END: example
 
 /// `COOP_SPEED`, or 1 (real time) when unset or outside 0.01..=1000000.
 fn speed() -> f64 {

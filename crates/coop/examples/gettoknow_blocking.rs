@@ -11,6 +11,7 @@
 //! loop, so the difference is plain: about 6 s the wrong way, 3 s the right
 //! way. Set `COOP_SPEED=100` to divide every sleep by 100.
 
+// ANCHOR: example
 use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
@@ -69,6 +70,7 @@ async fn main() {
         println!("elapsed: {:.1} s", in_talk_seconds(start.elapsed()));
     }
 }
+// ANCHOR_END: example
 
 fn speed() -> f64 {
     std::env::var("COOP_SPEED")

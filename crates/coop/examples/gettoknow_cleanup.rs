@@ -21,6 +21,7 @@
 //!
 //! Set `COOP_SPEED=100` to divide every sleep by 100.
 
+// ANCHOR: example
 use std::fmt;
 use std::time::Duration;
 
@@ -151,6 +152,7 @@ async fn main() {
         Err(_) => println!("timed out after 2 s"),
     }
 }
+// ANCHOR_END: example
 
 /// The talk's `n` seconds, divided by `COOP_SPEED` (default 1: real time;
 /// values outside 0.01..=1000000 are ignored).

@@ -3,12 +3,18 @@
 //!
 //! In Rust a failure is a value: `square` returns `Result<u64, SquareError>`
 //! and `join_all` gathers ten `Result`s, one per future, in argument order.
-//! One failure does not disturb the others. Python's plain `gather`, which
-//! raises the first exception, corresponds to `try_join_all`: it returns the
-//! first `Err` and *drops* the futures still running, which in Rust cancels
-//! them on the spot (a dropped future is never polled again).
+//! One failure does not disturb the others.
+//!
+//! `try_join_all` stops at the first `Err` and *drops* the futures still
+//! running, which in Rust cancels them on the spot: a dropped future is
+//! never polled again. Python's plain `gather` (without
+//! `return_exceptions`) is not its twin: it hands the first exception to
+//! whoever awaits it, but the other awaitables are *not* cancelled. They
+//! are tasks already, and they run on to the end with nobody waiting for
+//! their results.
 //! Set `COOP_SPEED=100` to divide every sleep by 100.
 
+// ANCHOR: example
 use std::fmt;
 use std::time::Duration;
 
@@ -53,6 +59,7 @@ async fn main() {
         Err(err) => println!("gave up: {err}"),
     }
 }
+// ANCHOR_END: example
 
 /// The talk's `n` seconds, divided by `COOP_SPEED` (default 1: real time;
 /// values outside 0.01..=1000000 are ignored).

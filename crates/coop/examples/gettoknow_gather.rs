@@ -10,6 +10,7 @@
 //! Either way the three cubes take about 6 s together, not 18 one after the
 //! other. Set `COOP_SPEED=100` to divide every sleep by 100.
 
+// ANCHOR: example
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -47,6 +48,7 @@ async fn main() {
         println!("cube({x}) = {y}");
     }
 }
+// ANCHOR_END: example
 
 /// The talk's `n` seconds, divided by `COOP_SPEED` (default 1: real time;
 /// values outside 0.01..=1000000 are ignored).

@@ -1,13 +1,17 @@
 //! Run forever, until a task stops the loop: the talk's `loop.run_forever()`
 //! with `stop_in(3)` counting down `Shutdown in 3...`.
 //!
-//! A tokio runtime has no `run_forever`: it runs for as long as the future
-//! given to `block_on` is pending. So "forever" is a future that waits for a
-//! stop signal, and the talk's `loop.stop()` becomes sending that signal. A
-//! `CancellationToken` is the usual signal: cheap to clone, any task may
-//! cancel it, and every clone sees it. (A real server would also stop on
+//! A tokio runtime has no `run_forever` because it needs none: its worker
+//! threads run spawned tasks from the moment the runtime is built until it
+//! is dropped. What the main thread needs is something to wait on, so
+//! "forever" is `block_on` of a future that waits for a stop signal, and the
+//! talk's `loop.stop()` becomes sending that signal. A `CancellationToken`
+//! is the usual signal: cheap to clone, any task may cancel it, and every
+//! clone sees it. When `main` returns, the runtime is dropped and whatever
+//! tasks are left are dropped with it. (A real server would also stop on
 //! Ctrl-C; so does this example.) Set `COOP_SPEED=100` to count faster.
 
+// ANCHOR: example
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -26,16 +30,16 @@ fn main() -> std::io::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     let stop = CancellationToken::new();
 
-    // Printed before the spawn: a multi-threaded runtime starts a spawned
-    // task on a worker thread at once, while Python's loop only starts it
-    // inside run_forever().
+    // Printed before the spawn: on a multi-threaded runtime an idle worker
+    // thread picks a spawned task up at once, while Python's loop only
+    // starts it inside run_forever().
     println!("running until a task stops us");
 
     // Python: loop.create_task(stop_in(3))
     runtime.spawn(stop_in(3, stop.clone()));
 
-    // Python: loop.run_forever(). The runtime serves every spawned task
-    // until the token is cancelled (or Ctrl-C is pressed).
+    // Python: loop.run_forever(). The worker threads run the countdown;
+    // this thread only waits until the token is cancelled (or Ctrl-C).
     runtime.block_on(async {
         tokio::select! {
             _ = stop.cancelled() => println!("stopped by the countdown task"),
@@ -44,6 +48,7 @@ fn main() -> std::io::Result<()> {
     });
     Ok(())
 }
+// ANCHOR_END: example
 
 /// The talk's `n` seconds, divided by `COOP_SPEED` (default 1: real time;
 /// values outside 0.01..=1000000 are ignored).

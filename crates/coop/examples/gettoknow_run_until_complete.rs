@@ -1,11 +1,14 @@
 //! Run until complete: the talk's `loop.run_until_complete(cube(5))`.
 //!
 //! `#[tokio::main]` hides this, so here it is by hand: build a runtime (the
-//! event loop), then `block_on` a future. `block_on` drives that future, and
-//! every task it spawns, until the future is done, then hands back its value
-//! to ordinary, non-async code. The runtime outlives the call and can run
-//! the next future. Set `COOP_SPEED=100` to divide every sleep by 100.
+//! event loop), then `block_on` a future. `block_on` polls that one future on
+//! the calling thread until it is done, then hands back its value to
+//! ordinary, non-async code. Tasks it spawns are not its business: on this
+//! multi-threaded runtime the worker threads run them, and they keep
+//! running after `block_on` returns. The runtime outlives the call and can
+//! run the next future. Set `COOP_SPEED=100` to divide every sleep by 100.
 
+// ANCHOR: example
 use std::time::Duration;
 
 async fn square(x: u64) -> u64 {
@@ -40,6 +43,7 @@ fn main() -> std::io::Result<()> {
     println!("result: {result}");
     Ok(())
 }
+// ANCHOR_END: example
 
 /// The talk's `n` seconds, divided by `COOP_SPEED` (default 1: real time;
 /// values outside 0.01..=1000000 are ignored).

@@ -7,6 +7,7 @@
 //! `async for` yet; `while let Some(item) = stream.next().await` is the
 //! loop. Set `COOP_SPEED=100` to divide every sleep by 100.
 
+// ANCHOR: example
 use std::future::Future;
 use std::pin::{pin, Pin};
 use std::task::{Context, Poll};
@@ -92,6 +93,7 @@ async fn main() {
         .await;
     println!("buffered gave {squares:?}");
 }
+// ANCHOR_END: example
 
 /// The talk's `n` seconds, divided by `COOP_SPEED` (default 1: real time;
 /// values outside 0.01..=1000000 are ignored).

@@ -111,6 +111,7 @@ pub fn run(args: ByhandArgs) -> anyhow::Result<ExitCode> {
 // ---------------------------------------------------------------------------
 // Step 1: plain functions. The thread sleeps; nothing else can happen.
 
+// ANCHOR: step1_functions
 mod plain {
     use super::{say, talk_seconds};
 
@@ -129,6 +130,7 @@ mod plain {
         x * y
     }
 }
+// ANCHOR_END: step1_functions
 
 fn step1() {
     say("== Step 1: plain functions with a blocking sleep ==");
@@ -143,6 +145,7 @@ fn step1() {
 // ---------------------------------------------------------------------------
 // Step 2: async fns whose body still calls the blocking sleep.
 
+// ANCHOR: step2_functions
 mod blocking_async {
     use super::{say, talk_seconds};
 
@@ -161,16 +164,19 @@ mod blocking_async {
         x * y
     }
 }
+// ANCHOR_END: step2_functions
 
 fn step2(rt: byhand::Runtime) {
     say("== Step 2: async functions that still block ==");
     say("cube(2) and square(3) spawned together on the byhand executor:");
     let start = Instant::now();
+    // ANCHOR: step2_run
     let (c, s) = rt.block_on(async {
         let c = byhand::spawn(blocking_async::cube(2));
         let s = byhand::spawn(blocking_async::square(3));
         (c.await, s.await)
     });
+    // ANCHOR_END: step2_run
     say(format_args!("cube(2) = {c}, square(3) = {s}"));
     say_elapsed(start, "");
     say("Nothing was gained. `async` changes what calling the function returns");
@@ -183,6 +189,7 @@ fn step2(rt: byhand::Runtime) {
 // ---------------------------------------------------------------------------
 // Step 3: a hand-written sleep future, and us as the scheduler.
 
+// ANCHOR: step3_functions
 mod manual {
     use super::say;
     use byhand::manual_sleep;
@@ -202,6 +209,7 @@ mod manual {
         x * y
     }
 }
+// ANCHOR_END: step3_functions
 
 /// One future we drive by hand, and what it last asked of us.
 struct ByHand {
@@ -222,6 +230,7 @@ impl ByHand {
         }
     }
 
+    // ANCHOR: step3_poll
     /// One poll, printed with its outcome: the talk's `coro.send(None)`.
     fn poll(&mut self) {
         say(format_args!("poll {}:", self.name));
@@ -240,6 +249,7 @@ impl ByHand {
             Poll::Ready(value) => say(format_args!("  -> Ready({value})")),
         }
     }
+    // ANCHOR_END: step3_poll
 }
 
 /// Waits until every one of `futures` may be polled again, as they asked.
@@ -260,6 +270,7 @@ fn step3() {
     say("square and cube now await manual_sleep(3), which returns Pending and");
     say("leaves a request for whoever polls it. We are that scheduler.");
     let start = Instant::now();
+    // ANCHOR: step3_run
     let mut cube = ByHand::new("cube(2)", manual::cube(2));
     let mut square = ByHand::new("square(3)", manual::square(3));
     cube.poll();
@@ -269,6 +280,7 @@ fn step3() {
     square.poll();
     wait_as_asked(&[&cube]);
     cube.poll();
+    // ANCHOR_END: step3_run
     say_elapsed(start, "");
     say("Two futures, one thread, 6 s: while one waited we ran the other.");
     say("Keeping track of who asked to wait how long is exactly an executor's job.");
@@ -277,6 +289,7 @@ fn step3() {
 // ---------------------------------------------------------------------------
 // Step 4: a sleep that returns Pending to a real scheduler.
 
+// ANCHOR: step4_functions
 mod on_byhand {
     use std::time::Duration;
 
@@ -298,6 +311,7 @@ mod on_byhand {
         x * y
     }
 }
+// ANCHOR_END: step4_functions
 
 mod on_tokio {
     use super::{say, talk_seconds};
@@ -322,11 +336,13 @@ fn step4(rt: byhand::Runtime) -> anyhow::Result<()> {
     say("== Step 4: the same async functions on a real scheduler ==");
     say("On the byhand executor (crates/byhand, std only), spawned together:");
     let start = Instant::now();
+    // ANCHOR: step4_run
     let (c, s) = rt.block_on(async {
         let c = byhand::spawn(on_byhand::cube(2));
         let s = byhand::spawn(on_byhand::square(3));
         (c.await, s.await)
     });
+    // ANCHOR_END: step4_run
     say(format_args!("cube(2) = {c}, square(3) = {s}"));
     say_elapsed(start, " (one after the other: 9 s)");
 
@@ -336,11 +352,13 @@ fn step4(rt: byhand::Runtime) -> anyhow::Result<()> {
         .build()
         .context("building a tokio runtime")?;
     let start = Instant::now();
+    // ANCHOR: step4_tokio
     let (c, s) = tokio_rt.block_on(async {
         let c = tokio::spawn(on_tokio::cube(2));
         let s = tokio::spawn(on_tokio::square(3));
         (c.await, s.await)
     });
+    // ANCHOR_END: step4_tokio
     let (c, s) = (c.context("cube task")?, s.context("square task")?);
     say(format_args!("cube(2) = {c}, square(3) = {s}"));
     say_elapsed(start, " (one after the other: 9 s)");
