@@ -12,6 +12,7 @@ mod byhand;
 mod cluster;
 mod durable;
 mod examples;
+mod guide;
 mod hub;
 mod kitchen;
 mod web;
