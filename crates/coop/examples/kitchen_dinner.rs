@@ -9,6 +9,9 @@
 //! step durations are the ones `coop kitchen` uses (see
 //! `crates/kitchen/src/recipe.rs`), so this prints the same total.
 //!
+//! `start_paused` needs tokio's `test-util` feature (see
+//! `crates/coop/Cargo.toml`); `full` does not include it.
+//!
 //! Run: `cargo run --example kitchen_dinner`
 
 use std::time::Duration;
@@ -17,12 +20,17 @@ use tokio::sync::Semaphore;
 use tokio::time::{sleep, Instant};
 
 /// The kitchen: one cook (who does one thing at a time) and the appliances.
-/// A semaphore with one permit is a resource only one task may hold.
+/// A semaphore with one permit is a resource only one task may hold; one
+/// with four permits is four identical resources, taken one at a time.
 struct Kitchen {
     start: Instant,
+    /// One permit: the cook.
     cook: Semaphore,
+    /// One permit: the oven.
     oven: Semaphore,
+    /// Four permits: the stove's four burners.
     burner: Semaphore,
+    /// One permit: the microwave.
     microwave: Semaphore,
 }
 
