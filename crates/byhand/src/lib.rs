@@ -47,11 +47,14 @@
 //! assert_eq!((c, s), (8, 9));
 //! ```
 //!
-//! What a real runtime adds: I/O readiness (epoll/kqueue) next to the timer
-//! heap, several worker threads stealing each other's tasks, a panic in a
+//! What a real runtime adds: I/O readiness (epoll/kqueue) next to the
+//! timers, several worker threads stealing each other's tasks, a panic in a
 //! task caught and handed to its `JoinHandle` (here it unwinds out of
 //! `block_on`), cancellation through `JoinHandle::abort`, and budgets so a
-//! busy task yields. None of it changes the three ideas.
+//! busy task yields. tokio also keeps its timers differently: in a
+//! hierarchical timing wheel (levels of 64 slots, millisecond ticks), where
+//! adding and cancelling a timer cost the same however many there are, not
+//! in a heap. None of it changes the three ideas.
 //!
 //! ## Layout
 //!
