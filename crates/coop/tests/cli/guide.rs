@@ -412,11 +412,31 @@ fn guide_every_shown_output_is_checked_and_included() {
 #[test]
 fn guide_comparison_allows_late_timings_and_nothing_else() {
     let shown = "== x ==\nelapsed: 6.0 s (one after the other: 9 s)\n";
-    assert!(compare(shown, "== x ==\nelapsed: 6.3 s (one after the other: 9 s)\n", &[]).is_ok());
+    assert!(compare(
+        shown,
+        "== x ==\nelapsed: 6.3 s (one after the other: 9 s)\n",
+        &[]
+    )
+    .is_ok());
     // Early, or far too late, or another line: all refused.
-    assert!(compare(shown, "== x ==\nelapsed: 5.9 s (one after the other: 9 s)\n", &[]).is_err());
-    assert!(compare(shown, "== x ==\nelapsed: 17.1 s (one after the other: 9 s)\n", &[]).is_err());
-    assert!(compare(shown, "== y ==\nelapsed: 6.0 s (one after the other: 9 s)\n", &[]).is_err());
+    assert!(compare(
+        shown,
+        "== x ==\nelapsed: 5.9 s (one after the other: 9 s)\n",
+        &[]
+    )
+    .is_err());
+    assert!(compare(
+        shown,
+        "== x ==\nelapsed: 17.1 s (one after the other: 9 s)\n",
+        &[]
+    )
+    .is_err());
+    assert!(compare(
+        shown,
+        "== y ==\nelapsed: 6.0 s (one after the other: 9 s)\n",
+        &[]
+    )
+    .is_err());
     assert!(compare(shown, "== x ==\n", &[]).is_err());
     // Unordered sections: same lines in any order, but the same lines.
     let shown = "-- a --\n1\n2\n-- b --\n3\n";

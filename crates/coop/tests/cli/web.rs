@@ -558,7 +558,9 @@ fn tour(engine: Engine) {
     // browser's console is not being read".
     browser.js("console.error('coop console probe')", json!([]));
     let mut console = browser.console_errors();
-    let probe = console.iter().position(|e| e.contains("coop console probe"));
+    let probe = console
+        .iter()
+        .position(|e| e.contains("coop console probe"));
     assert!(
         probe.is_some(),
         "the console probe was not seen: {console:#?}"
