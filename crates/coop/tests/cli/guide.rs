@@ -448,3 +448,42 @@ fn guide_comparison_allows_late_timings_and_nothing_else() {
         "elapsed: 6.0 s (x)\nok\n"
     );
 }
+
+/// `docs/build` refuses a listing whose file or anchor is missing (mdbook
+/// alone would log it and exit 0). Run on a copy of the script beside a
+/// one-chapter book, so the check is exercised without building the guide.
+#[test]
+fn guide_build_fails_on_a_missing_include_or_anchor() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/build");
+    for (include, complaint) in [
+        (
+            "{{#include nowhere.rs}}",
+            "includes nowhere.rs, which does not exist",
+        ),
+        (
+            "{{#include listing.rs:nope}}",
+            "the file has no ANCHOR: nope",
+        ),
+    ] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::copy(&script, dir.path().join("build")).expect("copy docs/build");
+        std::fs::create_dir(dir.path().join("src")).expect("src dir");
+        std::fs::write(
+            dir.path().join("src/listing.rs"),
+            "// ANCHOR: here\nfn main() {}\n// ANCHOR_END: here\n",
+        )
+        .expect("write a listing");
+        std::fs::write(
+            dir.path().join("src/chapter.md"),
+            format!("# A chapter\n\n{{{{#include listing.rs:here}}}}\n\n{include}\n"),
+        )
+        .expect("write a chapter");
+        let out = Command::new("bash")
+            .arg(dir.path().join("build"))
+            .output()
+            .expect("run docs/build");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{include}: docs/build passed");
+        assert!(stderr.contains(complaint), "{include}: {stderr}");
+    }
+}
