@@ -7,15 +7,22 @@ Python printed. Regenerate the files (it takes about 30 s of real sleeping):
 
     python3 docs/talk/byhand.py docs/src/talk
 
+`TALK_SPEED=20` divides every sleep by 20 and multiplies the measured times
+back, as `coop byhand --speed` does; the guide's tests use it to check that
+the files are still what Python prints (crates/coop/tests/cli/guide.rs).
+
 Written for this guide from the talk's description, not copied from it.
 """
 
+import asyncio
 import code
 import contextlib
 import io
+import os
 import pathlib
 import sys
 import textwrap
+import time
 
 COMMON = '''
 import asyncio, time, types
@@ -23,9 +30,18 @@ import asyncio, time, types
 def timed(run):
     start = time.monotonic()
     result = run()
-    print(f"elapsed: {time.monotonic() - start:.1f} s")
+    print(f"elapsed: {(time.monotonic() - start) * SPEED:.1f} s")
     return result
 '''
+
+# Every sleep divided by TALK_SPEED (default 1: the talk's real seconds).
+# The modules are shared by every step, so the real sleeps are kept here,
+# once, and each step's patch wraps those.
+SPEEDUP = '''
+time.sleep = lambda seconds: REAL_SLEEP(seconds / SPEED)
+asyncio.sleep = lambda seconds: REAL_ASLEEP(seconds / SPEED)
+'''
+REAL = {"REAL_SLEEP": time.sleep, "REAL_ASLEEP": asyncio.sleep}
 
 STEPS = {
     1: (
@@ -129,10 +145,12 @@ class Console(code.InteractiveConsole):
 
 def transcript(step):
     definitions, typed = STEPS[step]
-    console = Console()
+    speed = float(os.environ.get("TALK_SPEED", "1"))
+    console = Console(locals={"SPEED": speed, **REAL})
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         console.runsource(COMMON, symbol="exec")
+        console.runsource(SPEEDUP, symbol="exec")
         console.runsource(textwrap.dedent(definitions), symbol="exec")
         for line in typed:
             print(f">>> {line}")

@@ -487,3 +487,49 @@ fn guide_build_fails_on_a_missing_include_or_anchor() {
         assert!(stderr.contains(complaint), "{include}: {stderr}");
     }
 }
+
+/// The Python transcripts beside `coop byhand` (`docs/src/talk/`) are what
+/// Python prints: `docs/talk/byhand.py` runs the talk's four steps in a real
+/// interpreter, sped up like `coop byhand --speed`. Skipped, saying so, on
+/// a machine without `python3`.
+#[test]
+fn guide_python_transcripts_are_what_python_prints() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = tempfile::tempdir().expect("temp dir");
+    let ran = Command::new("python3")
+        .arg(root.join("docs/talk/byhand.py"))
+        .arg(out.path())
+        .env("TALK_SPEED", "20")
+        .output();
+    let ran = match ran {
+        Ok(ran) => ran,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!(
+                "SKIPPED: python3 is not installed, so the talk's transcripts cannot be rerun"
+            );
+            return;
+        }
+        Err(e) => panic!("run python3: {e}"),
+    };
+    assert!(
+        ran.status.success(),
+        "docs/talk/byhand.py failed: {}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    for step in 1..=4 {
+        let name = format!("byhand-step{step}.txt");
+        let actual = std::fs::read_to_string(out.path().join(&name)).expect("a transcript");
+        let path = root.join("docs/src/talk").join(&name);
+        if blessing() {
+            std::fs::write(&path, blessed(&actual)).expect("write a transcript");
+            continue;
+        }
+        let shown = std::fs::read_to_string(&path).expect("docs/src/talk transcript");
+        if let Err(why) = compare(&shown, &actual, &[]) {
+            panic!(
+                "docs/src/talk/{name} is not what Python prints: {why}\n--- shown\n{shown}--- printed\n{actual}\n\
+                 Regenerate with: COOP_BLESS=1 cargo test -p coop --test cli guide"
+            );
+        }
+    }
+}
