@@ -14,8 +14,8 @@
 //!
 //! - **Measured times.** A line `elapsed: X s...` matches the shown
 //!   `elapsed: Y s...` when the rest of the line is equal and `Y <= X <
-//!   2 Y + 5` (a sleep never ends early; a loaded machine only makes things
-//!   later). Programs run sped up (`--speed`, `COOP_SPEED`), and print times
+//!   1.3 Y + 0.5` (a sleep never ends early; a loaded machine only makes
+//!   things later, but not so much later that 9 s could pass for 6). Programs run sped up (`--speed`, `COOP_SPEED`), and print times
 //!   in the talk's seconds, so the figures are those of a run at full speed.
 //!   Blessing writes the measured figure rounded down to a whole second.
 //! - **Threads printing at the same moment.** In a few sections two threads
@@ -69,7 +69,7 @@ const LISTINGS: &[Listing] = &[
         unordered: &[],
         // Slow speed: 10,000 spawns take real time in a debug build, and the
         // printed figure multiplies that by the speed.
-        run: || run_example("byhand_executor", "5"),
+        run: || run_example("byhand_executor", "2"),
     },
     Listing {
         name: "gettoknow_run_until_complete",
@@ -259,11 +259,11 @@ fn compare(shown: &str, actual: &str, unordered: &[&str]) -> Result<(), String> 
         if let (Some((want, want_tail)), Some((got, got_tail))) = (elapsed(shown[i]), elapsed(line))
         {
             if want_tail == got_tail {
-                if !(want <= got + 1e-9 && got < 2.0 * want + 5.0) {
+                let most = 1.3 * want + 0.5;
+                if !(want <= got + 1e-9 && got < most) {
                     return Err(format!(
-                        "line {}: measured {got} s, the guide shows {want} s (allowed: {want} to {})",
+                        "line {}: measured {got} s, the guide shows {want} s (allowed: {want} to {most:.2})",
                         i + 1,
-                        2.0 * want + 5.0
                     ));
                 }
                 *line = shown[i].to_owned();
@@ -425,12 +425,10 @@ fn guide_comparison_allows_late_timings_and_nothing_else() {
         &[]
     )
     .is_err());
-    assert!(compare(
-        shown,
-        "== x ==\nelapsed: 17.1 s (one after the other: 9 s)\n",
-        &[]
-    )
-    .is_err());
+    for late in ["8.4", "9.0"] {
+        let printed = format!("== x ==\nelapsed: {late} s (one after the other: 9 s)\n");
+        assert!(compare(shown, &printed, &[]).is_err(), "{late}");
+    }
     assert!(compare(
         shown,
         "== y ==\nelapsed: 6.0 s (one after the other: 9 s)\n",
