@@ -20,7 +20,7 @@ use crate::budget::Budget;
 use crate::error::HubError;
 pub use crate::history::Gap;
 use crate::history::HistoryReader;
-use crate::limit::RateLimiter;
+use crate::limit::{RateLimiter, TrustedProxies};
 use crate::message::{Message, MessageId, TopicName};
 use crate::store::memory::MemoryStore;
 use crate::store::{Retention, Store, StoreError};
@@ -76,6 +76,9 @@ pub struct Config {
     pub allowed_hosts: crate::origin::AllowedHosts,
     /// `retry:` sent to SSE clients at shutdown, in milliseconds.
     pub shutdown_retry_ms: u64,
+    /// Reverse proxies whose forwarding header names the client for the
+    /// publish rate (`--trust-proxy`, `--proxy-header`); none by default.
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Default for Config {
@@ -98,6 +101,7 @@ impl Default for Config {
             cors_origins: Vec::new(),
             allowed_hosts: crate::origin::AllowedHosts::any(),
             shutdown_retry_ms: 1000,
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 }
@@ -202,14 +206,41 @@ pub enum Since {
 }
 
 impl Since {
-    /// Parses `all` or a decimal id.
+    /// Parses a resume point: `all`, or a decimal message id from `0`
+    /// (the same as `all`) to [`MessageId::MAX`]. Anything else (signs,
+    /// spaces inside, other characters, or an id past the largest a store
+    /// can hold) is an error naming the problem, which the hub answers with
+    /// `400`, the same on every store.
     pub fn parse(s: &str) -> Result<Since, String> {
-        match s.trim() {
-            "all" | "0" => Ok(Since::All),
-            other => other
-                .parse()
-                .map(Since::After)
-                .map_err(|_| format!("bad since {other:?}: expected a message id or \"all\"")),
+        /// How much of a bad value is echoed in the reason.
+        const ECHO: usize = 40;
+        let s = s.trim();
+        if s == "all" {
+            return Ok(Since::All);
+        }
+        let shown = || {
+            let mut end = s.len().min(ECHO);
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            let more = if end < s.len() { "…" } else { "" };
+            format!("{:?}{more}", &s[..end])
+        };
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!(
+                "bad since {}: expected a message id (0 to {}) or \"all\"",
+                shown(),
+                MessageId::MAX
+            ));
+        }
+        match s.parse::<u64>() {
+            Ok(0) => Ok(Since::All),
+            Ok(id) if id <= MessageId::MAX.0 => Ok(Since::After(MessageId(id))),
+            _ => Err(format!(
+                "bad since {}: message ids go up to {}",
+                shown(),
+                MessageId::MAX
+            )),
         }
     }
 }
@@ -453,6 +484,67 @@ mod tests {
         assert_eq!(Since::parse("all"), Ok(Since::All));
         assert_eq!(Since::parse("42"), Ok(Since::After(MessageId(42))));
         assert!(Since::parse("x").unwrap_err().contains("bad since"));
+        // Regression (issue 9, item 7): past i64::MAX, the durable store
+        // wrapped it to a negative id (whole history), the memory store
+        // answered nothing. Now both refuse it before reaching a store.
+        assert_eq!(
+            Since::parse("9223372036854775807"),
+            Ok(Since::After(MessageId(i64::MAX as u64)))
+        );
+        for bad in [
+            "9223372036854775808",
+            "18446744073709551615",
+            "18446744073709551616",
+            "-1",
+            "+5",
+            "1e3",
+            "",
+            "4 2",
+        ] {
+            assert!(Since::parse(bad).is_err(), "{bad:?}");
+        }
+        let long = "9".repeat(10_000);
+        assert!(Since::parse(&long).unwrap_err().len() < 200);
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Every id up to i64::MAX parses to itself (0 means all).
+            #[test]
+            fn ids_up_to_i64_max_parse_to_themselves(id in 0..=i64::MAX as u64, pad in "[ \t]{0,2}") {
+                let got = Since::parse(&format!("{pad}{id}{pad}"));
+                if id == 0 {
+                    prop_assert_eq!(got, Ok(Since::All));
+                } else {
+                    prop_assert_eq!(got, Ok(Since::After(MessageId(id))));
+                }
+            }
+
+            /// Every number past i64::MAX is refused with a reason.
+            #[test]
+            fn ids_past_i64_max_are_refused(id in (i64::MAX as u64 + 1)..=u64::MAX, extra in "[0-9]{0,30}") {
+                for s in [id.to_string(), format!("{id}{extra}")] {
+                    let err = Since::parse(&s).unwrap_err();
+                    prop_assert!(err.contains("message ids go up to 9223372036854775807"), "{}", err);
+                }
+            }
+
+            /// Anything that is not `all` or digits is refused with a
+            /// reason, never a panic.
+            #[test]
+            fn anything_else_is_refused_with_a_reason(s in "\\PC{0,64}") {
+                let t = s.trim();
+                match Since::parse(&s) {
+                    Ok(Since::All) => prop_assert!(t == "all" || t.bytes().all(|b| b == b'0')),
+                    Ok(Since::After(id)) => prop_assert_eq!(Ok(id.0), t.parse::<u64>()),
+                    Ok(Since::Live) => prop_assert!(false, "parse never says live"),
+                    Err(e) => prop_assert!(e.starts_with("bad since"), "{}", e),
+                }
+            }
+        }
     }
 
     #[tokio::test]

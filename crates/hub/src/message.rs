@@ -29,6 +29,16 @@ use bytes::Bytes;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct MessageId(pub u64);
 
+impl MessageId {
+    /// The largest id any store can hold: SQLite's `INTEGER` (and so the
+    /// durable store) is an `i64`. Ids are publish times in microseconds,
+    /// which reach this in the year 294,247; a resume point above it
+    /// (`?since=`, `Last-Event-ID`) is refused with `400` on every store,
+    /// rather than wrapping to a negative number on one and meaning
+    /// "after everything" on another.
+    pub const MAX: MessageId = MessageId(i64::MAX as u64);
+}
+
 impl fmt::Display for MessageId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)

@@ -6,8 +6,11 @@
 //! | `POST /?msg=…` or body | publish to `default`; answers `ok` |
 //! | `GET /topics/{spec}` | subscribe: `a`, `a,b`, `farm.*`, `farm.**` |
 //! | `POST /topics/{name}` | publish to one topic |
-//! | `GET /api/topics` | topics with subscribers, last id, history size |
+//! | `GET /api/topics` | topics with subscribers, last id, history size (paged: `?limit=`, `?after=`) |
 //! | `GET /api/topics/{name}` | one topic |
+//!
+//! With auth on, the two `/api` routes need a valid token too, and show only
+//! topics the token may subscribe to.
 //!
 //! Subscriptions choose their transport by `?format=`, a WebSocket upgrade
 //! or `Accept` (`transport/mod.rs`), and resume with `Last-Event-ID` (wins)
@@ -33,6 +36,7 @@ use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use crate::auth::{AuthError, Grant};
 use crate::error::HubError;
 use crate::hub::{Hub, Since, Spec};
+use crate::limit::ClientKey;
 use crate::message::TopicName;
 use crate::subscriber::{Event, Subscriber};
 use crate::transport::Format;
@@ -188,20 +192,32 @@ pub(crate) async fn start_subscriber(
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = Format::choose(params.get("format").map(String::as_str), upgrade, accept)
         .map_err(HubError::BadRequest)?;
-    let since = match headers.get("last-event-id").and_then(|v| v.to_str().ok()) {
-        Some(id) if !id.trim().is_empty() => Since::parse(id),
-        _ => match params.get("since") {
-            Some(s) => Since::parse(s),
-            None => Ok(Since::Live),
-        },
-    }
-    .map_err(HubError::BadRequest)?;
+    let since = resume_point(headers, params).map_err(HubError::BadRequest)?;
     if hub.shutdown().is_cancelled() {
         return Err(HubError::Unavailable("hub is shutting down".into()));
     }
     let slot = hub.take_slot()?;
     let opened = hub.open(&spec, since, slot).await?;
     Ok(Subscriber::new(hub.clone(), format, opened))
+}
+
+/// Where a subscription starts: `Last-Event-ID` (wins; an empty one is
+/// ignored, as the SSE spec resets it that way), else `?since=`, else live.
+/// An id that is not a number up to [`crate::MessageId::MAX`], or a header
+/// that is not text, is an error (`400`) on every store alike.
+fn resume_point(headers: &HeaderMap, params: &HashMap<String, String>) -> Result<Since, String> {
+    if let Some(value) = headers.get("last-event-id") {
+        let id = value
+            .to_str()
+            .map_err(|_| "bad Last-Event-ID: not visible ASCII".to_string())?;
+        if !id.trim().is_empty() {
+            return Since::parse(id).map_err(|e| format!("Last-Event-ID: {e}"));
+        }
+    }
+    match params.get("since") {
+        Some(s) => Since::parse(s),
+        None => Ok(Since::Live),
+    }
 }
 
 async fn subscribe(
@@ -385,8 +401,12 @@ async fn publish(
         )));
     }
     if let Some(limiter) = &hub.inner.limiter {
-        let client = connect.map(|ConnectInfo(addr)| addr.ip());
-        if let Err(wait) = limiter.check(client) {
+        // Behind a trusted proxy, the address it forwarded for; otherwise
+        // the TCP peer (`limit.rs` explains which and why).
+        let client = connect.map(|ConnectInfo(addr)| {
+            hub.config().trusted_proxies.client(addr.ip(), &headers)
+        });
+        if let Err(wait) = limiter.check(ClientKey::of(client)) {
             return Err(HubError::RateLimited(
                 wait.as_secs_f64().ceil().max(1.0) as u64
             ));
@@ -444,41 +464,105 @@ fn topic_json(
     })
 }
 
-async fn list_topics(State(hub): State<Hub>) -> Result<Response, HubError> {
+/// Topics in one `/api/topics` answer unless `?limit=` says otherwise.
+pub const TOPICS_PAGE: usize = 1000;
+/// Largest `?limit=` accepted (more is `400`).
+pub const MAX_TOPICS_PAGE: usize = 10_000;
+
+/// `GET /api/topics[?limit=N][&after=NAME]`: topics in name order, at most
+/// `limit` ([`TOPICS_PAGE`] by default, [`MAX_TOPICS_PAGE`] at most), after
+/// `after`; `next` is the name to pass as `after` for the following page
+/// (`null` on the last one). With auth on, a valid token is required (`401`)
+/// and only topics it may subscribe to are listed; the hub-wide
+/// `subscribers` and `last_id` are shown only to a token that may
+/// subscribe to `**` (they say something about every topic), `null`
+/// otherwise.
+///
+/// Cost per request: one pass over the topics held and live (at most
+/// `--max-topics` held), a hash-map merge and a partial selection of the
+/// page (O(n + limit log limit)); no lock is held across it but the
+/// stores' and fan-out's own, each for a copy of their list.
+async fn list_topics(
+    State(hub): State<Hub>,
+    Query(params): Params,
+    headers: HeaderMap,
+) -> Result<Response, HubError> {
+    let grant = grant(&hub, &headers, &params)?;
+    let limit = match params.get("limit") {
+        None => TOPICS_PAGE,
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=MAX_TOPICS_PAGE).contains(&n) => n,
+            _ => {
+                return Err(HubError::BadRequest(format!(
+                    "bad limit: expected 1 to {MAX_TOPICS_PAGE}"
+                )))
+            }
+        },
+    };
+    let after = params.get("after").map(String::as_str);
     let held = hub
         .store()
         .topics()
         .await
         .map_err(|e| HubError::Unavailable(e.to_string()))?;
     let live: HashMap<TopicName, usize> = hub.fanout().live_topics().into_iter().collect();
-    let mut names: Vec<TopicName> = held.iter().map(|(n, _)| n.clone()).collect();
-    names.extend(
-        live.keys()
-            .filter(|n| !held.iter().any(|(h, _)| h == *n))
-            .cloned(),
-    );
-    names.sort();
-    let stats: HashMap<_, _> = held.into_iter().collect();
+    let stats: HashMap<TopicName, crate::store::TopicStats> = held.into_iter().collect();
+    // Held or live, after the cursor, visible to this token: each name once
+    // (a hash lookup per live topic, not a scan of the held ones).
+    let mut names: Vec<&TopicName> = stats
+        .keys()
+        .chain(live.keys().filter(|n| !stats.contains_key(*n)))
+        .filter(|n| after.is_none_or(|a| n.as_str() > a))
+        .filter(|n| grant.may_subscribe(n.as_str()))
+        .collect();
+    let more = names.len() > limit;
+    if more {
+        // The `limit` smallest names, without sorting all of them.
+        names.select_nth_unstable(limit);
+        names.truncate(limit);
+    }
+    names.sort_unstable();
     let topics: Vec<_> = names
         .iter()
         .map(|n| {
             topic_json(
                 n.as_str(),
-                live.get(n).copied().unwrap_or(0),
-                stats.get(n).copied(),
+                live.get(*n).copied().unwrap_or(0),
+                stats.get(*n).copied(),
             )
         })
         .collect();
+    let next = if more {
+        names.last().map(|n| n.as_str())
+    } else {
+        None
+    };
+    let sees_all = grant.may_subscribe("**");
     Ok(Json(serde_json::json!({
         "topics": topics,
-        "subscribers": hub.subscriber_count(),
-        "last_id": hub.store().last_id().map(|i| i.0),
+        "next": next,
+        "subscribers": sees_all.then(|| hub.subscriber_count()),
+        "last_id": if sees_all { hub.store().last_id().map(|i| i.0) } else { None },
     }))
     .into_response())
 }
 
-async fn one_topic(State(hub): State<Hub>, Path(name): Path<String>) -> Result<Response, HubError> {
+/// `GET /api/topics/{name}`. With auth on, a valid token is required
+/// (`401`) that may subscribe to `name` (`403` otherwise, before looking
+/// the topic up, so a refusal says nothing about whether it exists).
+async fn one_topic(
+    State(hub): State<Hub>,
+    Path(name): Path<String>,
+    Query(params): Params,
+    headers: HeaderMap,
+) -> Result<Response, HubError> {
     let topic = TopicName::new(&name).map_err(HubError::BadRequest)?;
+    let grant = grant(&hub, &headers, &params)?;
+    if !grant.may_subscribe(topic.as_str()) {
+        return Err(HubError::Forbidden(format!(
+            "token may not subscribe to {name:?}"
+        )));
+    }
     let stats = hub
         .store()
         .stats(&topic)
