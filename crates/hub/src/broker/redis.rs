@@ -122,6 +122,9 @@ async fn run(conn: RedisConn, fanout: Fanout, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             r = session(&conn, &fanout, &mut delivered, &mut backoff) => r,
         };
+        // Errors of the Redis client, scrubbed of the URL's password before
+        // they reach the log or `/healthz` (`conn.url` is redacted already).
+        let reason = conn.redact(&reason);
         tracing::warn!(reason = %reason, retry_in = ?backoff, url = %conn.url, "redis pub/sub lost; reconnecting");
         conn.health.set_pubsub(Some(reason));
         tokio::select! {

@@ -16,6 +16,12 @@
 //!
 //! # Layout on disk
 //!
+//! The directory is `0700` and every file in it `0600`, whatever the
+//! umask ([`DIR_MODE`], [`FILE_MODE`]): history is every message
+//! published. A directory or file found open to other users (say, made by
+//! an older coop) is tightened at start, with a warning in the log; one
+//! that cannot be tightened (owned by another user) is refused.
+//!
 //! `DIR/coop.lock` (an exclusive `flock`-style lock held for the life of
 //! the process: a second `coop serve` on the same directory fails at start)
 //! and `DIR/hub.db` (plus SQLite's `-wal` and `-shm`). Tables: `messages`
@@ -87,6 +93,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -125,6 +132,68 @@ const WAL_CHECKPOINT_PAGES: i64 = 4096;
 /// File name of the lock and of the database inside the data directory.
 const LOCK_FILE: &str = "coop.lock";
 const DB_FILE: &str = "hub.db";
+
+/// SQLite's write-ahead log and shared-memory index beside the database.
+const WAL_FILE: &str = "hub.db-wal";
+const SHM_FILE: &str = "hub.db-shm";
+
+/// Mode of the data directory: the history is every message published,
+/// for the user coop runs as only, whatever the umask.
+pub const DIR_MODE: u32 = 0o700;
+/// Mode of every file in it (lock, database, WAL, shared memory).
+pub const FILE_MODE: u32 = 0o600;
+
+/// Creates `dir` (and missing parents) with [`DIR_MODE`], or, if it
+/// exists, tightens it to [`DIR_MODE`] when group or others had any access
+/// (logged as a warning: its contents may have been read). A directory
+/// that cannot be tightened (owned by someone else) is refused.
+fn secure_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)?;
+    let meta = std::fs::metadata(dir)?;
+    if !meta.is_dir() {
+        return Err(std::io::Error::other("not a directory"));
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DIR_MODE)).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("it is open to others (mode {mode:o}) and cannot be made {DIR_MODE:o}: {e}"),
+            )
+        })?;
+        tracing::warn!(
+            dir = %dir.display(),
+            was = format!("{mode:o}"),
+            now = format!("{DIR_MODE:o}"),
+            "data directory was open to other users; tightened"
+        );
+    }
+    Ok(())
+}
+
+/// Tightens `path`, if it exists, to [`FILE_MODE`] when group or others
+/// had any access (a warning: it may have been read).
+fn secure_file(path: &Path) -> std::io::Result<()> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if meta.is_file() && mode & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(FILE_MODE))?;
+        tracing::warn!(
+            file = %path.display(),
+            was = format!("{mode:o}"),
+            now = format!("{FILE_MODE:o}"),
+            "data file was open to other users; tightened"
+        );
+    }
+    Ok(())
+}
 
 /// Options of the durable store.
 #[derive(Debug, Clone, Copy, Default)]
@@ -177,14 +246,12 @@ impl DataDir {
             path: dir.to_path_buf(),
             source,
         };
-        std::fs::create_dir_all(dir).map_err(dir_err)?;
-        if !dir.is_dir() {
-            return Err(dir_err(std::io::Error::other("not a directory")));
-        }
+        secure_dir(dir).map_err(dir_err)?;
         let lock = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(FILE_MODE)
             .open(dir.join(LOCK_FILE))
             .map_err(dir_err)?;
         // std's advisory whole-file lock (flock on Unix), stable since Rust
@@ -199,7 +266,24 @@ impl DataDir {
             Err(std::fs::TryLockError::Error(e)) => return Err(dir_err(e)),
         }
         let db_path = dir.join(DB_FILE);
+        // Files left by an older coop (0644) are tightened before use; the
+        // database is created here, 0600, rather than by SQLite (0644 less
+        // the umask), and SQLite gives its `-wal` and `-shm` files the
+        // database's mode. They are checked again once it has made them.
+        for name in [LOCK_FILE, DB_FILE, WAL_FILE, SHM_FILE] {
+            secure_file(&dir.join(name)).map_err(dir_err)?;
+        }
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(FILE_MODE)
+            .open(&db_path)
+            .map_err(dir_err)?;
         let conn = open_writer(&db_path, options)?;
+        for name in [WAL_FILE, SHM_FILE] {
+            secure_file(&dir.join(name)).map_err(dir_err)?;
+        }
         let (mirror, last_id) = load(&conn).map_err(|e| classify(&db_path, e))?;
         Ok(DataDir {
             db_path,
@@ -273,7 +357,7 @@ fn open_writer(db_path: &Path, options: SqliteOptions) -> Result<Connection, Dat
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         if let Some(max) = options.max_bytes {
             let page: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
-            conn.pragma_update(None, "max_page_count", (max as i64 / page).max(8))?;
+            conn.pragma_update(None, "max_page_count", (i64::try_from(max).unwrap_or(i64::MAX) / page).max(8))?;
         }
         Ok(())
     };
@@ -528,7 +612,10 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> BoxFuture<'_, Result<History, StoreError>> {
         let topic = topic.clone();
-        let after = after.map_or(0, |a| a.0) as i64;
+        // An id past i64::MAX (the hub refuses those before they get
+        // here) must mean "after everything", never wrap to a negative
+        // number and so "everything".
+        let after = i64::try_from(after.map_or(0, |a| a.0)).unwrap_or(i64::MAX);
         // SQLite's LIMIT is an i64; a negative one means no limit.
         let limit = i64::try_from(limit).unwrap_or(-1);
         Box::pin(self.with_reader(move |conn| {
@@ -1007,5 +1094,34 @@ mod tests {
         assert_eq!(ids.len(), 200);
         let h = store.read(&t("a"), None).await.unwrap();
         assert_eq!(h.messages.iter().map(|m| m.id).collect::<Vec<_>>(), ids);
+    }
+
+    /// Regression (issue 9, item 9): the directory was 0755 and its files
+    /// 0644, whatever the data; and an old, open directory stayed open.
+    #[tokio::test]
+    async fn the_data_directory_is_private_even_when_it_was_not() {
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("data");
+        {
+            let store = open(&dir, Retention::default());
+            store.append(t("a"), "x".into()).await.unwrap();
+            assert_eq!(mode(&dir), 0o700);
+            for name in [LOCK_FILE, DB_FILE, WAL_FILE, SHM_FILE] {
+                assert_eq!(mode(&dir.join(name)), 0o600, "{name}");
+            }
+            store.close().await.unwrap();
+        }
+        // Opened up by someone (or made by an older coop): tightened.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(dir.join(DB_FILE), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+        let store = open(&dir, Retention::default());
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join(DB_FILE)), 0o600);
+        // Past i64::MAX reads nothing (it used to wrap and read everything).
+        let h = store.read(&t("a"), Some(MessageId(u64::MAX))).await.unwrap();
+        assert!(h.messages.is_empty());
+        assert_eq!(store.read(&t("a"), None).await.unwrap().messages.len(), 1);
     }
 }
