@@ -55,7 +55,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use axum::http::HeaderMap;
-use ipnet::IpNet;
+pub use ipnet::IpNet;
 use tokio::time::Instant;
 
 /// Sets of the client table (a power of two).

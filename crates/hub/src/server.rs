@@ -131,6 +131,25 @@ fn grant(
     }
 }
 
+/// Access to a route outside the hub that shows hub-wide figures (the
+/// binary's `/metrics`): open when auth is off; with auth on, a valid token
+/// (`401`) whose subscribe claims cover `**`, every topic (`403`): the
+/// figures say something about every topic, so only a token that may read
+/// everything may see them.
+pub fn authorize_hub_wide(
+    hub: &Hub,
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+) -> Result<(), HubError> {
+    if grant(hub, headers, params)?.may_subscribe("**") {
+        Ok(())
+    } else {
+        Err(HubError::Forbidden(
+            "token may not read hub-wide figures: it needs a subscribe claim of \"**\"".into(),
+        ))
+    }
+}
+
 async fn subscribe_default(
     State(hub): State<Hub>,
     Query(params): Params,

@@ -72,6 +72,27 @@ pub struct HubArgs {
     #[arg(long, default_value_t = 10, env = "COOP_PUBLISH_BURST")]
     pub publish_burst: u32,
 
+    /// Reverse proxies to believe about who the client is, for
+    /// `--publish-rate`: addresses or CIDRs, comma-separated
+    /// (`10.0.0.0/8,::1`). Off by default.
+    ///
+    /// A client is an IPv4 address or an IPv6 /64. Behind a proxy every
+    /// TCP peer is the proxy, so all clients share one bucket; with this
+    /// flag, when the peer is in one of these ranges, the client is the
+    /// rightmost address in the proxy's forwarding header (see
+    /// `--proxy-header`) that is not itself in these ranges. What a client
+    /// writes in that header itself is to the left, and ignored. A missing
+    /// or unreadable header counts as the proxy itself (a tighter limit).
+    /// Peers outside these ranges are always their own client.
+    #[arg(long, value_name = "CIDR[,CIDR]", value_parser = parse_proxies, env = "COOP_TRUST_PROXY")]
+    pub trust_proxy: Option<ProxyList>,
+
+    /// With `--trust-proxy`: the header the proxy writes,
+    /// `x-forwarded-for` or `forwarded` (RFC 7239 `for=`). Only this one
+    /// is read: a client could send the other itself.
+    #[arg(long, default_value = "x-forwarded-for", value_name = "HEADER", env = "COOP_PROXY_HEADER")]
+    pub proxy_header: hub::limit::ProxyHeader,
+
     /// Interval of SSE heartbeat comments, NDJSON empty lines and
     /// WebSocket pings on idle streams.
     #[arg(long, default_value = "15s", value_parser = parse_duration, env = "COOP_HEARTBEAT")]
@@ -129,7 +150,11 @@ pub struct HubArgs {
 
     /// Cluster mode: ids, history and fan-out through this Redis
     /// (`redis://host:6379/0`); every node on the same Redis acts as one hub.
-    #[arg(long, env = "COOP_REDIS_URL")]
+    ///
+    /// A password (`redis://user:PASSWORD@host`) is never printed: logs,
+    /// errors and `/healthz` show `***`. Prefer `COOP_REDIS_URL` to the
+    /// flag, which other users can read in `ps`.
+    #[arg(long, env = "COOP_REDIS_URL", hide_env_values = true)]
     pub redis: Option<String>,
 }
 
@@ -165,6 +190,17 @@ fn parse_bytes(s: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
+/// The ranges of `--trust-proxy` (one flag value, comma-separated).
+#[derive(Debug, Clone)]
+pub struct ProxyList(pub Vec<hub::limit::IpNet>);
+
+fn parse_proxies(s: &str) -> Result<ProxyList, String> {
+    match hub::limit::TrustedProxies::parse_nets(s)? {
+        nets if nets.is_empty() => Err("no address or CIDR given".into()),
+        nets => Ok(ProxyList(nets)),
+    }
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s)
         .map_err(|e| format!("{e} (expected a duration with a unit, like 250ms or 5s)"))
@@ -184,6 +220,9 @@ pub struct HubParts {
     /// no per-connection HTTP machinery); anything else comes back
     /// untouched. `None` serves everything through the router.
     pub takeover: Option<hub::Takeover>,
+    /// The hub, for routes outside it that need its access control
+    /// (`/metrics` with `--auth-secret`).
+    pub hub: hub::Hub,
 }
 
 impl HubArgs {
@@ -230,6 +269,14 @@ impl HubArgs {
             auth_secret: self.auth_secret.clone(),
             cors_origins: self.cors_origins.clone(),
             allowed_hosts: hub::origin::AllowedHosts::new(bind, &self.allowed_hosts),
+            trusted_proxies: hub::limit::TrustedProxies {
+                nets: self
+                    .trust_proxy
+                    .as_ref()
+                    .map(|p| p.0.clone())
+                    .unwrap_or_default(),
+                header: self.proxy_header,
+            },
             ..hub::Config::default()
         })
     }
@@ -260,7 +307,8 @@ pub async fn build(
     Ok(HubParts {
         router: hub::router(hub.clone()),
         health: Arc::new(move || health_hub.health()),
-        takeover: Some(takeover(hub, args.fanout_threads)?),
+        takeover: Some(takeover(hub.clone(), args.fanout_threads)?),
+        hub,
     })
 }
 

@@ -16,10 +16,15 @@
 //!   bodies (`--max-body-bytes` for handlers that read one);
 //! - running out of file descriptors (`EMFILE`/`ENFILE`) logged clearly
 //!   with a short back-off, instead of a busy loop or a crash;
+//! - `/metrics` (Prometheus text) on the main port, behind the hub's token
+//!   when `--auth-secret` is set (a subscribe claim of `**`: the figures
+//!   cover every topic), or on its own address with `--metrics-addr` (then
+//!   not on the main port, and without a token: keep it private);
 //! - graceful shutdown: SIGINT/SIGTERM cancel one `CancellationToken`
 //!   (shared with the hub), accepting stops, in-flight requests finish
 //!   within `--drain-timeout`, then the process exits 0.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,8 +33,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use axum::body::Bytes;
-use axum::extract::DefaultBodyLimit;
-use axum::http::{header, StatusCode};
+use axum::extract::{DefaultBodyLimit, Query};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -117,6 +122,17 @@ pub struct ServeArgs {
     /// before the server exits anyway.
     #[arg(long, default_value = "10s", value_parser = parse_duration, env = "COOP_DRAIN_TIMEOUT")]
     pub drain_timeout: Duration,
+
+    /// Serve `/metrics` on this address only (`127.0.0.1:9090`), not on the
+    /// main port: for a Prometheus scraper on a private interface.
+    ///
+    /// Without it `/metrics` is on the main port; with `--auth-secret` it
+    /// then needs a token whose subscribe claims include `**` (`401`
+    /// without a valid token, `403` with a narrower one), since its
+    /// figures cover every topic. On its own address it needs no token:
+    /// keep that address private.
+    #[arg(long, value_name = "ADDR", env = "COOP_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
 
     /// Send every animal request through hyper and the router, not the
     /// socket-level fast path (for comparison; the answers are the same).
@@ -219,20 +235,48 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 }
             }),
         )
-        .route(
-            "/metrics",
-            get(move || {
-                let metrics = metrics.clone();
-                async move {
-                    (
-                        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                        metrics.render(),
-                    )
-                }
-            }),
-        )
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(args.max_body_bytes));
+
+    // `/metrics`: on its own address if asked, else on the main port,
+    // behind the hub's token when auth is on (see `--metrics-addr`).
+    let router = match args.metrics_addr {
+        Some(addr) => {
+            let listener = listen(addr)
+                .with_context(|| format!("cannot listen on --metrics-addr {addr}"))?;
+            let local = listener.local_addr()?;
+            tracing::info!(%local, "serving /metrics on its own address");
+            let app = Router::new().route("/metrics", get(move || render_metrics(metrics.clone())));
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                let served = axum::serve(listener, app)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .await;
+                if let Err(err) = served {
+                    tracing::error!(error = %err, "the metrics listener failed");
+                }
+            });
+            router
+        }
+        None => {
+            let hub = hub.hub.clone();
+            router.route(
+                "/metrics",
+                get(
+                    move |Query(params): Query<HashMap<String, String>>, headers: HeaderMap| {
+                        let metrics = metrics.clone();
+                        let hub = hub.clone();
+                        async move {
+                            match hub::server::authorize_hub_wide(&hub, &headers, &params) {
+                                Ok(()) => render_metrics(metrics).await,
+                                Err(err) => err.into_response(),
+                            }
+                        }
+                    },
+                ),
+            )
+        }
+    };
 
     let addr = SocketAddr::new(args.bind, args.port);
     let listener = listen(addr).with_context(|| format!("cannot listen on {addr}"))?;
@@ -268,6 +312,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         ),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn render_metrics(metrics: PrometheusHandle) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        metrics.render(),
+    )
+        .into_response()
 }
 
 async fn not_found() -> Response {
