@@ -4,6 +4,7 @@
 mod support;
 
 mod abuse_memory;
+mod abuse_ops;
 mod abuse_origin;
 mod abuse_time;
 mod animals;
