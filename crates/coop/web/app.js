@@ -132,7 +132,12 @@ async function publish(topic, message) {
 
 async function refreshTopics() {
   try {
-    const res = await fetch("/api/topics", { headers: { Accept: "application/json" } });
+    // With auth on, the listing needs a token and shows only what it may
+    // subscribe to (hub-wide totals only to a token that may read `**`).
+    const token = $("#token").value.trim();
+    const headers = { Accept: "application/json" };
+    if (token) headers.Authorization = "Bearer " + token;
+    const res = await fetch("/api/topics", { headers });
     if (!res.ok) return;
     const body = await res.json();
     const rows = body.topics.map((t) =>
@@ -140,7 +145,7 @@ async function refreshTopics() {
     );
     if (rows.length === 0) rows.push(el("tr", {}, el("td", { colspan: "3", class: "muted" }, "no topics yet")));
     $("#topics tbody").replaceChildren(...rows);
-    $("#sub-total").textContent = String(body.subscribers);
+    $("#sub-total").textContent = body.subscribers == null ? "–" : String(body.subscribers);
   } catch (_) {
     // The server is restarting; the next tick tries again.
   }

@@ -176,10 +176,12 @@ impl TrustedProxies {
             .rev()
             .flat_map(|v| v.as_bytes().rsplit(|&b| b == b','));
         for entry in entries.take(MAX_HOPS) {
-            let addr = std::str::from_utf8(entry).ok().and_then(|e| match self.header {
-                ProxyHeader::XForwardedFor => parse_node(e),
-                ProxyHeader::Forwarded => forwarded_for(e).and_then(parse_node),
-            });
+            let addr = std::str::from_utf8(entry)
+                .ok()
+                .and_then(|e| match self.header {
+                    ProxyHeader::XForwardedFor => parse_node(e),
+                    ProxyHeader::Forwarded => forwarded_for(e).and_then(parse_node),
+                });
             let Some(addr) = addr.map(canonical) else {
                 // Garbage or an obfuscated node: nothing to the left of it
                 // can be believed, so the nearest known hop is the client.
@@ -346,7 +348,9 @@ mod tests {
         let limiter = RateLimiter::new(1.0, 2);
         limiter.check(v6("2001:db8:1:2::1")).unwrap();
         limiter.check(v6("2001:db8:1:2:ffff::9")).unwrap();
-        assert!(limiter.check(v6("2001:db8:1:2:abcd:1234:5678:9abc")).is_err());
+        assert!(limiter
+            .check(v6("2001:db8:1:2:abcd:1234:5678:9abc"))
+            .is_err());
         // The neighbouring /64 is someone else.
         limiter.check(v6("2001:db8:1:3::1")).unwrap();
         // A mapped IPv4 address is that IPv4 client.

@@ -422,9 +422,8 @@ async fn publish(
     if let Some(limiter) = &hub.inner.limiter {
         // Behind a trusted proxy, the address it forwarded for; otherwise
         // the TCP peer (`limit.rs` explains which and why).
-        let client = connect.map(|ConnectInfo(addr)| {
-            hub.config().trusted_proxies.client(addr.ip(), &headers)
-        });
+        let client = connect
+            .map(|ConnectInfo(addr)| hub.config().trusted_proxies.client(addr.ip(), &headers));
         if let Err(wait) = limiter.check(ClientKey::of(client)) {
             return Err(HubError::RateLimited(
                 wait.as_secs_f64().ceil().max(1.0) as u64

@@ -90,7 +90,12 @@ pub struct HubArgs {
     /// With `--trust-proxy`: the header the proxy writes,
     /// `x-forwarded-for` or `forwarded` (RFC 7239 `for=`). Only this one
     /// is read: a client could send the other itself.
-    #[arg(long, default_value = "x-forwarded-for", value_name = "HEADER", env = "COOP_PROXY_HEADER")]
+    #[arg(
+        long,
+        default_value = "x-forwarded-for",
+        value_name = "HEADER",
+        env = "COOP_PROXY_HEADER"
+    )]
     pub proxy_header: hub::limit::ProxyHeader,
 
     /// Interval of SSE heartbeat comments, NDJSON empty lines and

@@ -162,10 +162,10 @@ enum Ended {
 pub async fn run_sub(args: SubArgs) -> anyhow::Result<ExitCode> {
     let mut since = args.since.clone();
     if let Some(s) = &since {
-        if s != "all" && s.parse::<u64>().is_err() {
-            return Err(
-                ConfigError(format!("--since {s:?}: expected a message id or \"all\"")).into(),
-            );
+        // The hub's own rule (ids up to i64::MAX, or `all`), so a bad
+        // value is a usage error here rather than a 400 from the hub.
+        if let Err(reason) = hub::hub::Since::parse(s) {
+            return Err(ConfigError(format!("--since: {reason}")).into());
         }
     }
     let client = reqwest::Client::builder()

@@ -242,8 +242,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // behind the hub's token when auth is on (see `--metrics-addr`).
     let router = match args.metrics_addr {
         Some(addr) => {
-            let listener = listen(addr)
-                .with_context(|| format!("cannot listen on --metrics-addr {addr}"))?;
+            let listener =
+                listen(addr).with_context(|| format!("cannot listen on --metrics-addr {addr}"))?;
             let local = listener.local_addr()?;
             tracing::info!(%local, "serving /metrics on its own address");
             let app = Router::new().route("/metrics", get(move || render_metrics(metrics.clone())));

@@ -37,7 +37,11 @@ const MAX_HWM_KB: u64 = 256 * 1024;
 /// A token for `claims`, always with an `exp` an hour ahead (tokens
 /// without one are refused by default).
 fn token(mut claims: serde_json::Value) -> String {
-    let exp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 3600;
+    let exp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
     claims["exp"] = exp.into();
     encode(
         &Header::default(),
@@ -127,15 +131,15 @@ fn resume_points_past_i64_max_are_refused_on_every_store() {
             "-1",
             "12abc",
         ] {
-            let (status, body) = answer(client().get(server.url(&format!("/topics/t?since={since}"))));
+            let (status, body) =
+                answer(client().get(server.url(&format!("/topics/t?since={since}"))));
             assert_eq!(status, 400, "{args:?} since={since}: {body}");
             assert!(body.starts_with("bad since"), "{body}");
             assert_eq!(body.lines().count(), 1, "{body}");
             // The same through hyper: an HTTP/2 request is never taken by
             // the fast path (`hub/src/direct.rs`).
-            let (status, body) = answer(
-                h2().get(server.url(&format!("/topics/t?since={since}&format=ndjson"))),
-            );
+            let (status, body) =
+                answer(h2().get(server.url(&format!("/topics/t?since={since}&format=ndjson"))));
             assert_eq!(status, 400, "HTTP/2 since={since}: {body}");
             assert!(body.starts_with("bad since"), "{body}");
             let (status, body) = answer(
@@ -269,7 +273,10 @@ fn metrics_need_a_full_token_or_their_own_address() {
     let admin = token(serde_json::json!({"coop": {"subscribe": ["**"]}}));
     let (status, body) = get("/metrics", Some(&admin));
     assert_eq!(status, 200);
-    assert!(body.contains("http_requests") || body.contains("hub_"), "{body}");
+    assert!(
+        body.contains("http_requests") || body.contains("hub_"),
+        "{body}"
+    );
     assert_bounded_memory(&server);
     drop(server);
 
@@ -349,7 +356,14 @@ fn the_redis_password_is_never_printed() {
         .port();
     let Ok(mut redis) = Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no", "--requirepass", PASSWORD])
+        .args([
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--requirepass",
+            PASSWORD,
+        ])
         .stdout(Stdio::null())
         .spawn()
     else {
@@ -380,7 +394,10 @@ fn the_redis_password_is_never_printed() {
             if status == want {
                 return body;
             }
-            assert!(Instant::now() < deadline, "/healthz stayed {status}: {body}");
+            assert!(
+                Instant::now() < deadline,
+                "/healthz stayed {status}: {body}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     };
@@ -421,7 +438,14 @@ fn the_publish_limiter_keys_by_64_and_trusts_only_configured_proxies() {
     };
 
     // Dual-stack, no proxy trusted: IPv4 peers arrive as ::ffff:a.b.c.d.
-    let server = Server::start(&["--bind", "::", "--publish-rate", "0.001", "--publish-burst", "2"]);
+    let server = Server::start(&[
+        "--bind",
+        "::",
+        "--publish-rate",
+        "0.001",
+        "--publish-burst",
+        "2",
+    ]);
     let v4 = format!("http://127.0.0.1:{}/topics/t?msg=x", server.addr.port());
     let one = client_from(ip("127.0.0.1"));
     assert_eq!(post(&one, v4.clone(), None), 200);

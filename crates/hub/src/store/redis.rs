@@ -700,12 +700,18 @@ mod tests {
     #[test]
     fn redacted_urls_keep_the_user_and_hide_the_password() {
         let cases = [
-            ("redis://user:hunter2@host:6379/0", "redis://user:***@host:6379/0"),
+            (
+                "redis://user:hunter2@host:6379/0",
+                "redis://user:***@host:6379/0",
+            ),
             ("redis://:hunter2@host", "redis://:***@host"),
             ("rediss://u:p@ss:w@rd@h:1/2", "rediss://u:***@h:1/2"),
             ("redis://host:6379/0", "redis://host:6379/0"),
             ("redis://user@host", "redis://user@host"),
-            ("redis://:pw@host/0?protocol=resp3", "redis://:***@host/0?protocol=resp3"),
+            (
+                "redis://:pw@host/0?protocol=resp3",
+                "redis://:***@host/0?protocol=resp3",
+            ),
             (
                 "redis+unix:///tmp/r.sock?db=1&pass=hunter2&user=u",
                 "redis+unix:///tmp/r.sock?db=1&pass=***&user=u",

@@ -161,7 +161,9 @@ fn secure_dir(dir: &Path) -> std::io::Result<()> {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DIR_MODE)).map_err(|e| {
             std::io::Error::new(
                 e.kind(),
-                format!("it is open to others (mode {mode:o}) and cannot be made {DIR_MODE:o}: {e}"),
+                format!(
+                    "it is open to others (mode {mode:o}) and cannot be made {DIR_MODE:o}: {e}"
+                ),
             )
         })?;
         tracing::warn!(
@@ -357,7 +359,11 @@ fn open_writer(db_path: &Path, options: SqliteOptions) -> Result<Connection, Dat
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         if let Some(max) = options.max_bytes {
             let page: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
-            conn.pragma_update(None, "max_page_count", (i64::try_from(max).unwrap_or(i64::MAX) / page).max(8))?;
+            conn.pragma_update(
+                None,
+                "max_page_count",
+                (i64::try_from(max).unwrap_or(i64::MAX) / page).max(8),
+            )?;
         }
         Ok(())
     };
@@ -1120,7 +1126,10 @@ mod tests {
         assert_eq!(mode(&dir), 0o700);
         assert_eq!(mode(&dir.join(DB_FILE)), 0o600);
         // Past i64::MAX reads nothing (it used to wrap and read everything).
-        let h = store.read(&t("a"), Some(MessageId(u64::MAX))).await.unwrap();
+        let h = store
+            .read(&t("a"), Some(MessageId(u64::MAX)))
+            .await
+            .unwrap();
         assert!(h.messages.is_empty());
         assert_eq!(store.read(&t("a"), None).await.unwrap().messages.len(), 1);
     }
