@@ -23,7 +23,8 @@
 //!   path `coop serve` offers each new connection first).
 //! - `origin.rs`: `Host` and `Origin` checks (DNS rebinding, cross-site
 //!   publishes and WebSockets).
-//! - `server.rs`: the HTTP routes; `auth.rs` (JWT), `limit.rs` (rate),
+//! - `server.rs`: the HTTP routes; `auth.rs` (JWT), `limit.rs` (publish rate
+//!   per client: IPv4 address or IPv6 /64, trusted proxies),
 //!   `error.rs` (status codes).
 //!
 //! A publish: handler -> `Store::append` (id, history) -> `Broker::committed`
