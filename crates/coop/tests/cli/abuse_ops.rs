@@ -316,6 +316,26 @@ fn the_data_directory_is_private_after_a_publish() {
     files.sort();
     assert_eq!(files, ["coop.lock", "hub.db", "hub.db-shm", "hub.db-wal"]);
     assert_bounded_memory(&server);
+
+    // A shared directory (like /tmp) is refused at start, not chmod-ed
+    // under its other users.
+    let shared = parent.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::write(shared.join("someone-elses.txt"), "x").unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let started = Instant::now();
+    let out = coop()
+        .args(["serve", "--port", "0", "--data-dir"])
+        .arg(&shared)
+        .output()
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("use a directory of its own"), "{stderr}");
+    let mode = std::fs::metadata(&shared).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o1777);
+    assert!(!shared.join("hub.db").exists());
 }
 
 /// Regression (issue 9, item 8): the Redis URL, password included, was

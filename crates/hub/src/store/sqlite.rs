@@ -18,9 +18,12 @@
 //!
 //! The directory is `0700` and every file in it `0600`, whatever the
 //! umask ([`DIR_MODE`], [`FILE_MODE`]): history is every message
-//! published. A directory or file found open to other users (say, made by
-//! an older coop) is tightened at start, with a warning in the log; one
-//! that cannot be tightened (owned by another user) is refused.
+//! published. Files found open to other users are tightened at start, with
+//! a warning in the log. So is a directory open to others that holds only
+//! coop's files (made by an older coop); a shared one (sticky,
+//! world-writable, or holding other files, like `/tmp` or a home
+//! directory) is refused at start with the reason, rather than changed
+//! under its other users.
 //!
 //! `DIR/coop.lock` (an exclusive `flock`-style lock held for the life of
 //! the process: a second `coop serve` on the same directory fails at start)
@@ -137,16 +140,23 @@ const DB_FILE: &str = "hub.db";
 const WAL_FILE: &str = "hub.db-wal";
 const SHM_FILE: &str = "hub.db-shm";
 
+/// Every file coop keeps in a data directory (SQLite's rollback journal
+/// included, though WAL mode does not use it).
+const OWN_FILES: [&str; 5] = [LOCK_FILE, DB_FILE, WAL_FILE, SHM_FILE, "hub.db-journal"];
+
 /// Mode of the data directory: the history is every message published,
 /// for the user coop runs as only, whatever the umask.
 pub const DIR_MODE: u32 = 0o700;
 /// Mode of every file in it (lock, database, WAL, shared memory).
 pub const FILE_MODE: u32 = 0o600;
 
-/// Creates `dir` (and missing parents) with [`DIR_MODE`], or, if it
-/// exists, tightens it to [`DIR_MODE`] when group or others had any access
-/// (logged as a warning: its contents may have been read). A directory
-/// that cannot be tightened (owned by someone else) is refused.
+/// Creates `dir` (and missing parents) with [`DIR_MODE`]. An existing
+/// directory that group or others may enter is tightened to [`DIR_MODE`]
+/// (with a warning: its contents may have been read) only when it is
+/// coop's own: not sticky or world-writable, and holding nothing but
+/// coop's files (say, made by an older coop). Anything else is refused
+/// with a reason: changing the mode of a shared directory (`/tmp`, a home
+/// directory) would break its other users.
 fn secure_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -156,23 +166,32 @@ fn secure_dir(dir: &Path) -> std::io::Result<()> {
     if !meta.is_dir() {
         return Err(std::io::Error::other("not a directory"));
     }
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DIR_MODE)).map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!(
-                    "it is open to others (mode {mode:o}) and cannot be made {DIR_MODE:o}: {e}"
-                ),
-            )
-        })?;
-        tracing::warn!(
-            dir = %dir.display(),
-            was = format!("{mode:o}"),
-            now = format!("{DIR_MODE:o}"),
-            "data directory was open to other users; tightened"
-        );
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 == 0 {
+        return Ok(());
     }
+    let refuse = |why: String| {
+        Err(std::io::Error::other(format!(
+            "it is open to other users (mode {mode:o}) and {why}: \
+             use a directory of its own, or chmod 700 it"
+        )))
+    };
+    if mode & 0o1002 != 0 {
+        return refuse("shared (sticky or world-writable)".into());
+    }
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        if !OWN_FILES.iter().any(|own| name == *own) {
+            return refuse(format!("holds files that are not coop's ({name:?})"));
+        }
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DIR_MODE))?;
+    tracing::warn!(
+        dir = %dir.display(),
+        was = format!("{mode:o}"),
+        now = format!("{DIR_MODE:o}"),
+        "data directory was open to other users; tightened"
+    );
     Ok(())
 }
 
@@ -1106,7 +1125,7 @@ mod tests {
     /// 0644, whatever the data; and an old, open directory stayed open.
     #[tokio::test]
     async fn the_data_directory_is_private_even_when_it_was_not() {
-        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
         let parent = tempfile::tempdir().unwrap();
         let dir = parent.path().join("data");
         {
@@ -1125,6 +1144,23 @@ mod tests {
         let store = open(&dir, Retention::default());
         assert_eq!(mode(&dir), 0o700);
         assert_eq!(mode(&dir.join(DB_FILE)), 0o600);
+        // A shared directory is refused, not changed under its other users.
+        let shared = parent.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::write(shared.join("notes.txt"), "mine").unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let Err(err) = DataDir::open(&shared, SqliteOptions::default()) else {
+            panic!("a shared directory was used");
+        };
+        assert!(err.to_string().contains("not coop's"), "{err}");
+        assert_eq!(mode(&shared), 0o755);
+        std::fs::remove_file(shared.join("notes.txt")).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let Err(err) = DataDir::open(&shared, SqliteOptions::default()) else {
+            panic!("a sticky, world-writable directory was used");
+        };
+        assert!(err.to_string().contains("shared"), "{err}");
+        assert_eq!(mode(&shared), 0o1777);
         // Past i64::MAX reads nothing (it used to wrap and read everything).
         let h = store
             .read(&t("a"), Some(MessageId(u64::MAX)))
