@@ -145,6 +145,11 @@ pub struct HubArgs {
     /// Keep history durably in this directory (SQLite, WAL): publishes are
     /// answered once on disk, and a restart (even `kill -9`) loses nothing
     /// that was answered. One process per directory.
+    ///
+    /// The directory is made `0700` and its files `0600`, whatever the
+    /// umask. An existing directory open to other users is tightened (with
+    /// a warning) if it holds only coop's files, and refused otherwise
+    /// (`/tmp`, a home directory): give coop a directory of its own.
     #[arg(long, env = "COOP_DATA_DIR", conflicts_with = "redis")]
     pub data_dir: Option<std::path::PathBuf>,
 
