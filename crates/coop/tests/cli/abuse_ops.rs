@@ -374,7 +374,7 @@ fn the_redis_password_is_never_printed() {
         .local_addr()
         .unwrap()
         .port();
-    let Ok(mut redis) = Command::new("redis-server")
+    let Ok(redis) = Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
         .args([
             "--save",
@@ -390,6 +390,8 @@ fn the_redis_password_is_never_printed() {
         eprintln!("redis-server not installed: skipping the /healthz half");
         return;
     };
+    // Killed on drop, so a failing assertion leaves no redis-server behind.
+    let mut redis = KillOnDrop(redis);
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "redis-server did not start");
@@ -422,8 +424,7 @@ fn the_redis_password_is_never_printed() {
         }
     };
     wait_for(200);
-    let _ = redis.kill();
-    let _ = redis.wait();
+    redis.kill();
     let reason = wait_for(503);
     assert!(reason.contains("redis"), "{reason}");
     publish_fails_without_leaking(&server, PASSWORD);
@@ -433,6 +434,22 @@ fn the_redis_password_is_never_printed() {
     log.reopen().unwrap().read_to_string(&mut stderr).unwrap();
     assert!(!stderr.contains(PASSWORD), "{stderr}");
     assert!(stderr.contains("default:***@127.0.0.1"), "{stderr}");
+}
+
+/// A child process killed (and reaped) when dropped.
+struct KillOnDrop(std::process::Child);
+
+impl KillOnDrop {
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 fn publish_fails_without_leaking(server: &Server, password: &str) {
