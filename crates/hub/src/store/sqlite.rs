@@ -230,10 +230,12 @@ pub struct SqliteOptions {
 /// Why a data directory cannot be used. Each names the path involved.
 #[derive(Debug, thiserror::Error)]
 pub enum DataDirError {
-    #[error("cannot use data directory {path}: {source}")]
+    // The cause is in the message and is not also the error's `source`,
+    // so `{:#}` (anyhow's chain) prints it once.
+    #[error("cannot use data directory {path}: {cause}")]
     Dir {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error(
         "data directory {path} is in use by another process (lock {path}/{LOCK_FILE} is held)"
@@ -241,10 +243,10 @@ pub enum DataDirError {
     Locked { path: PathBuf },
     #[error("database {path} is corrupt or not a coop database: {reason}")]
     Corrupt { path: PathBuf, reason: String },
-    #[error("cannot open database {path}: {source}")]
+    #[error("cannot open database {path}: {cause}")]
     Sqlite {
         path: PathBuf,
-        source: rusqlite::Error,
+        cause: rusqlite::Error,
     },
 }
 
@@ -263,9 +265,9 @@ impl DataDir {
     /// Creates `dir` if needed, takes its lock, opens and checks the
     /// database, and loads the per-topic summary.
     pub fn open(dir: &Path, options: SqliteOptions) -> Result<DataDir, DataDirError> {
-        let dir_err = |source| DataDirError::Dir {
+        let dir_err = |cause| DataDirError::Dir {
             path: dir.to_path_buf(),
-            source,
+            cause,
         };
         secure_dir(dir).map_err(dir_err)?;
         let lock = std::fs::OpenOptions::new()
@@ -436,7 +438,7 @@ fn classify(db_path: &Path, e: rusqlite::Error) -> DataDirError {
         },
         _ => DataDirError::Sqlite {
             path: db_path.to_path_buf(),
-            source: e,
+            cause: e,
         },
     }
 }
