@@ -27,6 +27,11 @@
 //!
 //! A client that goes away during the delay cancels its request, as with
 //! hyper: the timer is dropped and the cancellation is counted.
+//!
+//! A request whose answer fault injection made anything but "the sound
+//! after a delay" (a status, a paced body, a fault: [`crate::faults`]) is
+//! written by [`crate::faults::wire`] on this same socket; this path only
+//! hands it over. With nothing configured, no such answer is ever drawn.
 
 use std::cell::RefCell;
 use std::io;
@@ -41,7 +46,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::server::{accepts_json, decide, welcome_body, Failure, Farm, FarmInner, Track};
+use crate::faults::wire::{self, After};
+use crate::server::{accepts_json, decide, welcome_body, Answer, Failure, Farm, FarmInner, Track};
 
 /// Largest request head answered here; longer heads go to hyper.
 pub const PEEK_BYTES: usize = 4 * 1024;
@@ -98,7 +104,7 @@ struct Request {
     close: bool,
     /// The sound and its delay, or the error to send at once. `None` for
     /// the welcome route.
-    plan: Option<Result<(Bytes, Duration), Failure>>,
+    plan: Option<Result<Answer, Failure>>,
 }
 
 impl Direct {
@@ -165,7 +171,28 @@ impl Direct {
             let (status, body, retry_after) = match request.plan {
                 None => (StatusCode::OK, welcome_body(farm, request.json), false),
                 Some(Err(failure)) => (failure.status, failure.body, failure.retry_after),
-                Some(Ok((body, delay))) => {
+                Some(Ok(Answer::Faulty(faulty))) => {
+                    let close = request.close || self.shutdown.is_cancelled();
+                    let after = wire::answer(
+                        &mut stream,
+                        &faulty,
+                        request.head_only,
+                        close,
+                        farm.config.max_delay,
+                    )
+                    .await;
+                    // A fault that killed the connection still answered
+                    // (that was the answer asked for): count it.
+                    track.answered_with(faulty.outcome.status);
+                    farm.direct.increment(1);
+                    match after {
+                        After::KeepAlive => continue,
+                        // Dropping the stream closes it (with `RST` when
+                        // a reset was armed).
+                        After::Closed => return Served::Done,
+                    }
+                }
+                Some(Ok(Answer::Sound(body, delay))) => {
                     if !delay.is_zero() {
                         tokio::select! {
                             _ = tokio::time::sleep(delay) => {}
@@ -213,7 +240,7 @@ impl Direct {
 
 /// Resolves when the client closes its side (or the socket fails); never
 /// when it merely sends more (a pipelined request, read after the answer).
-async fn closed(stream: &TcpStream) {
+pub(crate) async fn closed(stream: &TcpStream) {
     let mut byte = [0u8; 1];
     match stream.peek(&mut byte).await {
         Ok(0) | Err(_) => {}
@@ -334,7 +361,7 @@ fn render(
 
 /// Calls `f` with the current `Date` header value, formatted at most once
 /// a second per thread (as hyper does).
-fn with_date<R>(f: impl FnOnce(&[u8]) -> R) -> R {
+pub(crate) fn with_date<R>(f: impl FnOnce(&[u8]) -> R) -> R {
     thread_local! {
         static DATE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
     }
@@ -431,7 +458,7 @@ mod tests {
         let (len, r) = parsed("GET /animals/cow HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
         assert!(!r.welcome && !r.head_only && !r.json && !r.close);
         assert_eq!(len, 38);
-        let Some(Ok((body, delay))) = r.plan else {
+        let Some(Ok(Answer::Sound(body, delay))) = r.plan else {
             panic!("cow should be found")
         };
         assert_eq!(&body[..], b"Moo!");

@@ -30,6 +30,18 @@ pub enum Error {
         reason: String,
     },
 
+    /// The scenario file could not be read.
+    #[error("cannot read scenario {path}: {source}")]
+    ScenarioRead {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The scenario file is not valid TOML, or a rule in it is wrong.
+    #[error("scenario {path}: {reason}")]
+    ScenarioParse { path: PathBuf, reason: String },
+
     /// The base URL given to the client is not usable.
     #[error("bad base URL {url:?}: {reason}")]
     BadUrl { url: String, reason: String },

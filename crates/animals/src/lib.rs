@@ -8,6 +8,9 @@
 //!   `/animals/{name}`: delay, fault injection, JSON, metrics.
 //! - [`direct`]: the fast path of `coop serve` for plain animal requests,
 //!   answered from the socket without hyper (same answers, less memory).
+//! - [`faults`]: the fault-injection fixture: parameters, scenario files,
+//!   the seeded draw of one request's outcome, and its application on a
+//!   raw socket (HTTP/1.1) or through hyper (HTTP/2).
 //! - [`client`]: the ordered, bounded, retrying client behind `coop speak`,
 //!   and the timing summary.
 //! - [`error`]: the library's error type.
@@ -19,6 +22,7 @@ pub mod catalog;
 pub mod client;
 pub mod direct;
 pub mod error;
+pub mod faults;
 pub mod server;
 
 pub use catalog::Catalog;

@@ -9,6 +9,10 @@
 //!   capped by [`Config::max_delay`]; [`Config::jitter`] varies it.
 //! - [`Config::error_rate`] answers that share of requests `503` with
 //!   `Retry-After`, to test clients against faults.
+//! - Fault injection beyond that (`delay=` distributions, `status=`,
+//!   `bytes=`, `drip=`, `fault=`, scenarios, seeds) is modelled in
+//!   [`crate::faults`]; [`decide`] draws a request's outcome there and the
+//!   handler (or the fast path) applies it.
 //! - `Accept: application/json` gets JSON: `{"animal":..,"sound":..}`, the
 //!   list of those for `/animals`, `{"error":..}` for errors.
 //!
@@ -26,6 +30,7 @@
 //! and adds one fallback for the whole server.
 
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,6 +44,7 @@ use http::StatusCode;
 use metrics::{Counter, Gauge, Histogram};
 
 use crate::catalog::{validate_name, Catalog};
+use crate::faults::{self, Fault, Faulty, Rng, Scenario, Spec};
 
 /// The talk's greeting at `GET /animals`.
 pub const WELCOME: &str = "Welcome to the farm!";
@@ -61,6 +67,10 @@ pub mod metric {
     /// Counter: requests answered by the socket-level fast path
     /// ([`crate::direct`]) rather than hyper; a share of `REQUESTS`.
     pub const DIRECT: &str = "animals_requests_direct_total";
+    /// Counter, label `kind`: faults injected, by kind (`reset`,
+    /// `truncate`, ... as in `fault=`; `status` for a non-`200` drawn by
+    /// `status=` or `--error-rate`).
+    pub const FAULTS: &str = "animals_faults_total";
 }
 
 /// How the farm behaves.
@@ -75,8 +85,16 @@ pub struct Config {
     pub jitter: Duration,
     /// Share of `/animals/{name}` requests answered `503` (0.0 to 1.0).
     pub error_rate: f64,
-    /// Seconds sent in `Retry-After` with those `503`s.
+    /// Seconds sent in `Retry-After` with those `503`s (and with `429`s
+    /// and `503`s drawn by `status=`).
     pub retry_after_secs: u32,
+    /// `--faults`: what every request gets unless it asks otherwise.
+    pub faults: Spec,
+    /// `--scenario`: rules per animal, under `faults`.
+    pub scenario: Option<Scenario>,
+    /// `--seed`: the sequence of outcomes is reproducible for requests
+    /// that arrive in the same order.
+    pub seed: Option<u64>,
 }
 
 impl Default for Config {
@@ -87,6 +105,9 @@ impl Default for Config {
             jitter: Duration::ZERO,
             error_rate: 0.0,
             retry_after_secs: 1,
+            faults: Spec::default(),
+            scenario: None,
+            seed: None,
         }
     }
 }
@@ -104,6 +125,17 @@ pub(crate) struct FarmInner {
     pub(crate) animal: RouteMetrics,
     in_flight: Gauge,
     pub(crate) direct: Counter,
+    /// Whether any server-wide fault setting is on: without one, and
+    /// without fault parameters in the query, requests take the plain
+    /// path they always took.
+    faults_active: bool,
+    /// Requests drawn so far: with `--seed`, request `n` draws from
+    /// `Rng::nth(seed, n)`.
+    sequence: AtomicU64,
+    /// One counter per [`Fault`], in [`Fault::ALL`] order.
+    fault_counters: [Counter; 9],
+    /// Non-`200` statuses drawn.
+    status_faults: Counter,
 }
 
 impl Farm {
@@ -111,6 +143,10 @@ impl Farm {
     /// farm after installing a metrics recorder (without one, metrics are
     /// no-ops, which is what tests want).
     pub fn new(catalog: Catalog, config: Config) -> Farm {
+        let faults_active = config.error_rate > 0.0
+            || !config.faults.is_plain()
+            || config.scenario.is_some()
+            || config.seed.is_some();
         Farm {
             inner: Arc::new(FarmInner {
                 catalog,
@@ -119,6 +155,11 @@ impl Farm {
                 animal: RouteMetrics::new("/animals/{name}"),
                 in_flight: metrics::gauge!(metric::IN_FLIGHT),
                 direct: metrics::counter!(metric::DIRECT),
+                faults_active,
+                sequence: AtomicU64::new(0),
+                fault_counters: Fault::ALL
+                    .map(|f| metrics::counter!(metric::FAULTS, "kind" => f.name())),
+                status_faults: metrics::counter!(metric::FAULTS, "kind" => "status"),
             }),
         }
     }
@@ -135,6 +176,7 @@ impl Farm {
 /// Handles registered once per route: looking a metric up by name and labels
 /// on every request would cost a hash and a lock.
 pub(crate) struct RouteMetrics {
+    route: &'static str,
     ok: Counter,
     bad_request: Counter,
     not_found: Counter,
@@ -147,6 +189,7 @@ impl RouteMetrics {
     fn new(route: &'static str) -> RouteMetrics {
         let by_status = |status: &'static str| metrics::counter!(metric::REQUESTS, "route" => route, "status" => status);
         RouteMetrics {
+            route,
             ok: by_status("200"),
             bad_request: by_status("400"),
             not_found: by_status("404"),
@@ -156,12 +199,14 @@ impl RouteMetrics {
         }
     }
 
-    fn counter(&self, status: StatusCode) -> &Counter {
+    fn count(&self, status: StatusCode) {
         match status {
-            StatusCode::OK => &self.ok,
-            StatusCode::BAD_REQUEST => &self.bad_request,
-            StatusCode::NOT_FOUND => &self.not_found,
-            _ => &self.unavailable,
+            StatusCode::OK => self.ok.increment(1),
+            StatusCode::BAD_REQUEST => self.bad_request.increment(1),
+            StatusCode::NOT_FOUND => self.not_found.increment(1),
+            StatusCode::SERVICE_UNAVAILABLE => self.unavailable.increment(1),
+            // Statuses drawn by `status=`: rare enough to look up by name.
+            other => metrics::counter!(metric::REQUESTS, "route" => self.route, "status" => other.as_str().to_owned()).increment(1),
         }
     }
 }
@@ -194,7 +239,7 @@ impl<'a> Track<'a> {
     /// Settles the metrics for an answer with `status`.
     pub(crate) fn answered_with(mut self, status: StatusCode) {
         self.answered = true;
-        self.route.counter(status).increment(1);
+        self.route.count(status);
         self.route
             .latency
             .record(self.start.elapsed().as_secs_f64());
@@ -310,25 +355,35 @@ async fn animal(State(farm): State<Farm>, req: Request) -> Response {
     let plan = decide(inner, req.uri().path(), req.uri().query(), json);
     drop(req);
     let response = match plan {
-        Ok((body, delay)) => {
+        Ok(Answer::Sound(body, delay)) => {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
             respond(StatusCode::OK, json, body)
         }
+        Ok(Answer::Faulty(faulty)) => faults::body::respond(*faulty, inner.config.max_delay).await,
         Err(failure) => failure.into_response(inner, json),
     };
     track.answer(response)
 }
 
+/// What to answer a request for a known animal.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    /// The sound after the delay: what the farm always did.
+    Sound(Bytes, Duration),
+    /// Anything else fault injection drew (boxed: it is rare and large).
+    Faulty(Box<Faulty>),
+}
+
 /// Everything decided before the delay: the name, the delay, fault
-/// injection, the lookup. `Ok`: the sound to send after the delay.
+/// injection, the lookup.
 pub(crate) fn decide(
     farm: &FarmInner,
     path: &str,
     query: Option<&str>,
     json: bool,
-) -> Result<(Bytes, Duration), Failure> {
+) -> Result<Answer, Failure> {
     let raw = name_in_path(path);
     let name = percent_decode(raw).ok_or_else(|| {
         Failure::new(
@@ -340,16 +395,11 @@ pub(crate) fn decide(
     if let Err(e) = validate_name(&name) {
         return Err(Failure::new(StatusCode::BAD_REQUEST, json, e.reason()));
     }
-    let delay = match query.and_then(delay_param) {
-        None => farm.config.delay,
-        Some(Ok(d)) => d.min(farm.config.max_delay),
+    let asked = match query.map(Spec::from_query) {
+        None | Some(Ok(None)) => None,
+        Some(Ok(Some(spec))) => Some(spec),
         Some(Err(reason)) => return Err(Failure::new(StatusCode::BAD_REQUEST, json, &reason)),
     };
-    if farm.config.error_rate > 0.0 && rand::random::<f64>() < farm.config.error_rate {
-        let mut failure = Failure::new(StatusCode::SERVICE_UNAVAILABLE, json, BUSY);
-        failure.retry_after = true;
-        return Err(failure);
-    }
     let Some(entry) = farm.catalog.get(&name) else {
         let reason = format!("The animal {name} was not found.");
         return Err(Failure::new(StatusCode::NOT_FOUND, json, &reason));
@@ -359,7 +409,70 @@ pub(crate) fn decide(
     } else {
         entry.sound.clone()
     };
-    Ok((body, jittered(delay, farm.config.jitter)))
+    let plain = !farm.faults_active && asked.as_ref().is_none_or(Spec::is_plain);
+    if plain {
+        // The farm as it always was: a fixed delay, jitter, no draw.
+        let delay = match asked.and_then(|s| s.delay) {
+            Some(faults::DelaySpec::Fixed(d)) => d.min(farm.config.max_delay),
+            _ => farm.config.delay,
+        };
+        return Ok(Answer::Sound(body, jittered(delay, farm.config.jitter)));
+    }
+    let faulty = draw_answer(farm, &name, asked, body, &entry.sound, json);
+    if faulty.outcome.is_plain() {
+        return Ok(Answer::Sound(faulty.body, faulty.outcome.delay));
+    }
+    Ok(Answer::Faulty(Box::new(faulty)))
+}
+
+/// Layers the specs for this request, draws its outcome, counts the faults
+/// and builds the body to send.
+fn draw_answer(
+    farm: &FarmInner,
+    name: &str,
+    asked: Option<Spec>,
+    body: Bytes,
+    sound: &Bytes,
+    json: bool,
+) -> Faulty {
+    let config = &farm.config;
+    let mut spec = config.faults.clone();
+    if let Some(scenario) = &config.scenario {
+        spec = spec.over(&scenario.for_animal(name));
+    }
+    if let Some(asked) = asked {
+        spec = asked.over(&spec);
+    }
+    let mut rng = match (spec.seed, config.seed) {
+        (Some(seed), _) => Rng::new(seed),
+        (None, Some(seed)) => Rng::nth(seed, farm.sequence.fetch_add(1, Ordering::Relaxed)),
+        (None, None) => Rng::new(rand::random()),
+    };
+    let base = faults::Base {
+        delay: config.delay,
+        jitter: config.jitter,
+        max_delay: config.max_delay,
+        error_rate: config.error_rate,
+    };
+    let outcome = faults::draw(&spec, &base, &mut rng);
+    if let Some(fault) = outcome.fault {
+        farm.fault_counters[fault.index()].increment(1);
+    }
+    let status = outcome.status;
+    let body = if status != StatusCode::OK {
+        farm.status_faults.increment(1);
+        Failure::new(status, json, &faults::status_reason(status)).body
+    } else if let Some(n) = outcome.bytes {
+        faults::repeat_to(sound, n)
+    } else {
+        body
+    };
+    Faulty {
+        retry_after: faults::retries_after(status).then_some(config.retry_after_secs),
+        outcome,
+        body,
+        json: json && (status != StatusCode::OK || spec.bytes.is_none()),
+    }
 }
 
 /// The name part of `/animals/{name}`, without the slashes around it.
@@ -373,7 +486,7 @@ fn name_in_path(path: &str) -> &str {
 
 /// Decodes `%XX` escapes; `None` when an escape is broken or the result is
 /// not UTF-8. Borrows when there is nothing to decode (the usual case).
-fn percent_decode(s: &str) -> Option<Cow<'_, str>> {
+pub(crate) fn percent_decode(s: &str) -> Option<Cow<'_, str>> {
     if !s.contains('%') {
         return Some(Cow::Borrowed(s));
     }
@@ -392,15 +505,6 @@ fn percent_decode(s: &str) -> Option<Cow<'_, str>> {
         }
     }
     String::from_utf8(out).ok().map(Cow::Owned)
-}
-
-/// Finds `delay=` in a query string: `None` when absent, else the parsed
-/// value or a one-line reason.
-fn delay_param(query: &str) -> Option<Result<Duration, String>> {
-    let value = query
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("delay="))?;
-    Some(parse_delay(value))
 }
 
 /// `?delay=` accepts plain seconds (`2`, `0.25`, as httpbin does) or a
@@ -456,11 +560,6 @@ mod tests {
         assert!(parse_delay("soon").is_err());
         assert!(parse_delay("").is_err());
         assert!(parse_delay("NaN").is_err());
-        assert_eq!(
-            delay_param("x=1&delay=1s"),
-            Some(Ok(Duration::from_secs(1)))
-        );
-        assert_eq!(delay_param("x=1"), None);
     }
 
     #[test]

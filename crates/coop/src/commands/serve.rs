@@ -90,9 +90,36 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 0.0, value_parser = parse_rate, env = "COOP_ERROR_RATE")]
     pub error_rate: f64,
 
-    /// Seconds sent in `Retry-After` with those `503`s.
+    /// Seconds sent in `Retry-After` with those `503`s (and with the
+    /// `429`s and `503`s drawn by `status=`).
     #[arg(long, default_value_t = 1, env = "COOP_RETRY_AFTER")]
     pub retry_after: u32,
+
+    /// Faults for every animal request, in the query-string form a request
+    /// uses (a request's own parameters override them).
+    ///
+    /// Parameters: `delay=` (`2`, `250ms`, `uniform:MIN..MAX`,
+    /// `lognormal:P50,P99`), `status=` (`503` or weighted
+    /// `200:0.7,503:0.3`; `429`/`503` carry `Retry-After`), `bytes=N`,
+    /// `drip=DURATION` or `bandwidth=BYTES_PER_S`, `fault=` (`reset`,
+    /// `reset-mid`, `empty`, `truncate`, `bad-length`, `bad-chunk`,
+    /// `garbage`, `blackhole`, `slow-close`), `toxicity=P` (share of
+    /// requests the fault hits), `seed=N`, `hold=DURATION` (`slow-close`).
+    /// Example: --faults 'delay=lognormal:100ms,2s&fault=reset&toxicity=0.1'
+    #[arg(long, value_name = "QUERY", value_parser = parse_faults, env = "COOP_FAULTS")]
+    pub faults: Option<animals::faults::Spec>,
+
+    /// Faults per animal from a TOML file: an `[all]` table and
+    /// `[animals.NAME]` tables whose keys are the parameters of `--faults`.
+    /// `--faults` and a request's parameters override it.
+    #[arg(long, value_name = "FILE", env = "COOP_SCENARIO")]
+    pub scenario: Option<PathBuf>,
+
+    /// Make the sequence of fault outcomes reproducible: requests that
+    /// arrive in the same order get the same delays, statuses and faults.
+    /// (A request's own `seed=` makes that one request reproducible.)
+    #[arg(long, env = "COOP_SEED")]
+    pub seed: Option<u64>,
 
     /// Open connections at most; more get `503` and are closed.
     ///
@@ -156,6 +183,10 @@ fn parse_nonzero_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
+fn parse_faults(s: &str) -> Result<animals::faults::Spec, String> {
+    animals::faults::Spec::parse_flag(s)
+}
+
 fn parse_rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
@@ -189,6 +220,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .context("bad --catalog")?,
         None => animals::Catalog::builtin(),
     };
+    let scenario = match &args.scenario {
+        Some(path) => Some(
+            animals::faults::Scenario::from_file(path)
+                .map_err(|e| ConfigError(e.to_string()))
+                .context("bad --scenario")?,
+        ),
+        None => None,
+    };
     if args.max_delay < args.delay {
         return Err(ConfigError(format!(
             "--delay {} is longer than --max-delay {}",
@@ -213,6 +252,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             jitter: args.jitter,
             error_rate: args.error_rate,
             retry_after_secs: args.retry_after,
+            faults: args.faults.clone().unwrap_or_default(),
+            scenario,
+            seed: args.seed,
         },
     );
     let hub = hub_args::build(&args.hub, args.bind, shutdown.clone())
