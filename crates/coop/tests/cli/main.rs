@@ -13,6 +13,7 @@ mod byhand;
 mod cluster;
 mod durable;
 mod examples;
+mod faults;
 mod guide;
 mod hub;
 mod kitchen;
