@@ -65,6 +65,8 @@ pub async fn answer(
     if !o.delay.is_zero() && wait(stream, o.delay).await.is_err() {
         return After::Closed;
     }
+    // A `HEAD` answer announces the body's length and sends none of it.
+    let len = f.body.len();
     let body: &[u8] = if head_only { &[] } else { &f.body };
     let half = body.len() / 2;
     let result = match o.fault {
@@ -85,7 +87,7 @@ pub async fn answer(
         }
         Some(Fault::Truncate) => {
             async {
-                write_all(stream, &head(f, Framing::Length(body.len()), false)).await?;
+                write_all(stream, &head(f, Framing::Length(len), false)).await?;
                 paced(stream, &body[..half], o.pace).await?;
                 stream.shutdown().await
             }
@@ -93,7 +95,7 @@ pub async fn answer(
         }
         Some(Fault::ResetMid) => {
             async {
-                write_all(stream, &head(f, Framing::Length(body.len()), false)).await?;
+                write_all(stream, &head(f, Framing::Length(len), false)).await?;
                 paced(stream, &body[..half], o.pace).await?;
                 stream.flush().await?;
                 tokio::time::sleep(RESET_SETTLE).await;
@@ -103,7 +105,7 @@ pub async fn answer(
         }
         Some(Fault::BadLength) => {
             async {
-                let promised = body.len() + BAD_LENGTH_EXTRA;
+                let promised = len + BAD_LENGTH_EXTRA;
                 write_all(stream, &head(f, Framing::Length(promised), false)).await?;
                 paced(stream, body, o.pace).await?;
                 stream.shutdown().await
@@ -130,7 +132,7 @@ pub async fn answer(
         }
         Some(Fault::SlowClose) => {
             async {
-                write_all(stream, &head(f, Framing::Length(body.len()), false)).await?;
+                write_all(stream, &head(f, Framing::Length(len), false)).await?;
                 paced(stream, body, o.pace).await?;
                 let _ = wait(stream, o.hold).await;
                 stream.shutdown().await
@@ -139,7 +141,7 @@ pub async fn answer(
         }
         None => {
             async {
-                write_all(stream, &head(f, Framing::Length(body.len()), close)).await?;
+                write_all(stream, &head(f, Framing::Length(len), close)).await?;
                 paced(stream, body, o.pace).await
             }
             .await
