@@ -8,9 +8,15 @@
 //!   requests in input order, keeps at most `n` running or finished-but-
 //!   waiting, and yields each result as soon as it and every earlier one are
 //!   done. Memory is bounded by `n`, never by the number of names.
-//! - Each attempt has a timeout. Connect errors and `5xx` answers are retried
-//!   up to [`ClientConfig::retries`] times with exponential backoff and
-//!   jitter; a `Retry-After` in seconds sets the minimum wait.
+//! - Each attempt has a timeout. Connect errors, `429` and `5xx` answers,
+//!   and connections that die (reset, closed before the answer, a body cut
+//!   short, bytes that are not HTTP: the farm's `fault=`s) are retried up
+//!   to [`ClientConfig::retries`] times with exponential backoff and
+//!   jitter; a `Retry-After` in seconds sets the minimum wait. A GET is
+//!   idempotent, so trying again is safe. A timeout is not retried: the
+//!   attempt already took the whole budget.
+//! - Every failed attempt is counted by kind ([`Mishaps`]), for
+//!   `coop speak --timing`.
 //! - Every [`Outcome`] carries its own elapsed time, so the caller can
 //!   compare wall time with the sum of request times ([`Timing`]).
 
@@ -88,6 +94,56 @@ pub struct Outcome {
     pub attempts: u32,
     /// From the first attempt's start to the final answer, retries included.
     pub elapsed: Duration,
+    /// Every failed attempt, by kind (the last one too, if it failed).
+    pub mishaps: Mishaps,
+}
+
+/// Failed attempts counted by what happened: what a careful client had to
+/// cope with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Mishaps {
+    /// Attempts after the first.
+    pub retries: u32,
+    pub timeouts: u32,
+    /// `ECONNRESET`, or an HTTP/2 `RST_STREAM`.
+    pub resets: u32,
+    /// Closed before any answer.
+    pub closed: u32,
+    /// Bodies cut short or malformed.
+    pub truncated: u32,
+    /// Answers that were not HTTP.
+    pub bad_answers: u32,
+    /// Non-2xx statuses.
+    pub statuses: u32,
+    /// Anything else (refused connections, ...).
+    pub other: u32,
+}
+
+impl Mishaps {
+    fn count(&mut self, err: &Error) {
+        let slot = match err.kind() {
+            "timeout" => &mut self.timeouts,
+            "reset" => &mut self.resets,
+            "closed" => &mut self.closed,
+            "truncated" => &mut self.truncated,
+            "bad answer" => &mut self.bad_answers,
+            "status" => &mut self.statuses,
+            _ => &mut self.other,
+        };
+        *slot += 1;
+    }
+
+    /// Adds another run's counts.
+    pub fn add(&mut self, other: &Mishaps) {
+        self.retries += other.retries;
+        self.timeouts += other.timeouts;
+        self.resets += other.resets;
+        self.closed += other.closed;
+        self.truncated += other.truncated;
+        self.bad_answers += other.bad_answers;
+        self.statuses += other.statuses;
+        self.other += other.other;
+    }
 }
 
 impl Outcome {
@@ -206,11 +262,17 @@ impl Client {
         let start = Instant::now();
         let url = self.url_for(&name);
         let mut attempts = 0;
+        let mut mishaps = Mishaps::default();
         let result = loop {
             attempts += 1;
-            match self.attempt(index, url.clone()).await {
+            let result = self.attempt(index, url.clone()).await;
+            if let Err(failed) = &result {
+                mishaps.count(&failed.error);
+            }
+            match result {
                 Ok(sound) => break Ok(sound),
                 Err(failed) if failed.retry && attempts <= self.config.retries => {
+                    mishaps.retries += 1;
                     let wait = self.backoff(attempts, failed.retry_after);
                     tracing::debug!(%name, attempt = attempts, error = %failed.error, ?wait, "retrying");
                     tokio::time::sleep(wait).await;
@@ -224,19 +286,27 @@ impl Client {
             result,
             attempts,
             elapsed: start.elapsed(),
+            mishaps,
         }
     }
 
     async fn attempt(&self, index: usize, url: Url) -> Result<String, Failed> {
         let timeout = self.config.timeout;
-        let transport = |e: reqwest::Error| Failed {
-            retry: e.is_connect(),
-            error: if e.is_timeout() {
-                Error::Timeout(timeout)
-            } else {
-                Error::transport(&e)
-            },
-            retry_after: None,
+        let failed = |e: reqwest::Error, in_body: bool| {
+            if e.is_timeout() {
+                return Failed {
+                    retry: false,
+                    error: Error::Timeout(timeout),
+                    retry_after: None,
+                };
+            }
+            let connect = e.is_connect();
+            let error = Error::from_reqwest(&e, in_body);
+            Failed {
+                retry: connect || !matches!(error, Error::Transport(_)),
+                error,
+                retry_after: None,
+            }
         };
         let http = &self.http[index % self.http.len()];
         let response = http
@@ -244,7 +314,7 @@ impl Client {
             .timeout(timeout)
             .send()
             .await
-            .map_err(transport)?;
+            .map_err(|e| failed(e, false))?;
         let status = response.status();
         let retry_after = response
             .headers()
@@ -252,7 +322,7 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(|secs| Duration::from_secs(secs).min(MAX_RETRY_AFTER));
-        let body = response.text().await.map_err(transport)?;
+        let body = response.text().await.map_err(|e| failed(e, true))?;
         if status.is_success() {
             return Ok(body);
         }
@@ -270,7 +340,7 @@ impl Client {
                 status: status.as_u16(),
                 body,
             },
-            retry: status.is_server_error(),
+            retry: status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS,
             retry_after,
         })
     }

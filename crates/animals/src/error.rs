@@ -55,7 +55,25 @@ pub enum Error {
     #[error("timed out after {0:?}")]
     Timeout(Duration),
 
-    /// Connecting, sending or reading failed.
+    /// The connection was reset (`ECONNRESET`), or over HTTP/2 the stream
+    /// (`RST_STREAM`), before or during the answer.
+    #[error("connection reset: {0}")]
+    Reset(String),
+
+    /// The server closed the connection before any answer.
+    #[error("closed before any answer: {0}")]
+    Closed(String),
+
+    /// The answer's body ended early or broke: a close half-way, a
+    /// `Content-Length` larger than the body, a malformed chunk.
+    #[error("body cut short: {0}")]
+    Truncated(String),
+
+    /// What came back was not HTTP.
+    #[error("not an HTTP answer: {0}")]
+    BadAnswer(String),
+
+    /// Connecting, sending or reading failed otherwise.
     #[error("{0}")]
     Transport(String),
 }
@@ -64,13 +82,65 @@ impl Error {
     /// Builds a `Transport` error from reqwest's, keeping the whole chain of
     /// causes in one line (reqwest's top-level message alone is vague).
     pub(crate) fn transport(err: &reqwest::Error) -> Error {
-        let mut msg = err.to_string();
-        let mut source = std::error::Error::source(err);
+        Error::Transport(chain(err))
+    }
+
+    /// Names what happened to a request that failed in transport:
+    /// `in_body` when the head had arrived and the body was being read.
+    /// The causes are looked for in the error's source chain (reqwest
+    /// wraps hyper's and h2's errors, which wrap the socket's).
+    pub(crate) fn from_reqwest(err: &reqwest::Error, in_body: bool) -> Error {
+        let (mut reset, mut incomplete, mut parse) = (false, false, false);
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
         while let Some(cause) = source {
-            msg.push_str(": ");
-            msg.push_str(&cause.to_string());
+            if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+                reset |= io.kind() == std::io::ErrorKind::ConnectionReset;
+            }
+            if let Some(h) = cause.downcast_ref::<hyper::Error>() {
+                incomplete |= h.is_incomplete_message();
+                parse |= h.is_parse();
+            }
+            if let Some(h2) = cause.downcast_ref::<h2::Error>() {
+                reset |= h2.is_reset();
+            }
             source = cause.source();
         }
-        Error::Transport(msg)
+        let msg = chain(err);
+        if reset {
+            Error::Reset(msg)
+        } else if in_body {
+            Error::Truncated(msg)
+        } else if parse {
+            Error::BadAnswer(msg)
+        } else if incomplete {
+            Error::Closed(msg)
+        } else {
+            Error::Transport(msg)
+        }
     }
+
+    /// What kind of failure this is, for counting ([`crate::client::Mishaps`]).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Status { .. } => "status",
+            Error::Timeout(_) => "timeout",
+            Error::Reset(_) => "reset",
+            Error::Closed(_) => "closed",
+            Error::Truncated(_) => "truncated",
+            Error::BadAnswer(_) => "bad answer",
+            _ => "other",
+        }
+    }
+}
+
+/// An error and its causes in one line.
+fn chain(err: &reqwest::Error) -> String {
+    let mut msg = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        msg.push_str(": ");
+        msg.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    msg
 }

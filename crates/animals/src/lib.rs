@@ -26,7 +26,7 @@ pub mod faults;
 pub mod server;
 
 pub use catalog::Catalog;
-pub use client::{Client, ClientConfig, Outcome, Timing};
+pub use client::{Client, ClientConfig, Mishaps, Outcome, Timing};
 pub use direct::{Direct, Served};
 pub use error::Error;
 pub use server::{router, Config, Farm};

@@ -76,8 +76,10 @@ pub struct SpeakArgs {
     #[arg(long)]
     pub http2: bool,
 
-    /// Print wall time, the sum of request times, the speed-up and latency
-    /// percentiles to stderr at the end.
+    /// Print wall time, the sum of request times, the speed-up, latency
+    /// percentiles and what went wrong on the way (retries, timeouts,
+    /// resets, early closes, truncated bodies, bad answers, error
+    /// statuses, counted per attempt) to stderr at the end.
     #[arg(long)]
     pub timing: bool,
 
@@ -121,11 +123,13 @@ pub async fn run(args: SpeakArgs) -> anyhow::Result<ExitCode> {
     let mut outcomes = client.speak(names);
     let mut times = Vec::with_capacity(if args.timing { total } else { 0 });
     let mut failed = 0usize;
+    let mut mishaps = animals::Mishaps::default();
     // Rust's stdout is line-buffered: each line leaves as soon as written.
     let mut out = std::io::stdout().lock();
     while let Some(outcome) = outcomes.next().await {
         if args.timing {
             times.push(outcome.elapsed);
+            mishaps.add(&outcome.mishaps);
         }
         match &outcome.result {
             Ok(sound) => {
@@ -155,6 +159,7 @@ pub async fn run(args: SpeakArgs) -> anyhow::Result<ExitCode> {
     }
     if args.timing {
         print_timing(&animals::Timing::new(times, wall), concurrency.min(total));
+        print_mishaps(&mishaps);
     }
     if failed > 0 {
         return Err(Exit(1, format!("{failed} of {total} animals failed")).into());
@@ -211,5 +216,15 @@ fn print_timing(t: &animals::Timing, concurrency: usize) {
         s(t.p90),
         s(t.p99),
         s(t.max)
+    );
+}
+
+/// What the client had to cope with, per attempt: a farm run with faults
+/// (`coop serve --faults ...`) shows here what a careful client absorbed.
+fn print_mishaps(m: &animals::Mishaps) {
+    eprintln!(
+        "mishaps: retries {}, timeouts {}, resets {}, closed before answering {}, \
+         truncated bodies {}, bad answers {}, error statuses {}, other {}",
+        m.retries, m.timeouts, m.resets, m.closed, m.truncated, m.bad_answers, m.statuses, m.other
     );
 }

@@ -507,3 +507,84 @@ fn http2_resets_the_stream_and_keeps_the_connection() {
     assert!(start.elapsed() >= Duration::from_millis(900));
     assert_eq!(client.get(url("")).send().unwrap().text().unwrap(), "Moo!");
 }
+
+/// Runs `coop speak --timing` against `server` with `query` on every
+/// request; returns (success, stderr).
+fn speak_with(server: &Server, query: &str, args: &[&str]) -> (bool, String) {
+    let out = coop()
+        .args(["speak", "--timing", "--url"])
+        .arg(server.url(&format!("/animals?{query}")))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn speak_names_each_failure_and_counts_what_went_wrong() {
+    let server = farm(&[]);
+    for (query, line, counts) in [
+        ("fault=reset", "error: cow: connection reset: ", "resets 3"),
+        (
+            "fault=empty",
+            "error: cow: closed before any answer: ",
+            "closed before answering 3",
+        ),
+        (
+            "bytes=100&fault=truncate",
+            "error: cow: body cut short: ",
+            "truncated bodies 3",
+        ),
+        (
+            "bytes=100&fault=bad-chunk",
+            "error: cow: body cut short: ",
+            "truncated bodies 3",
+        ),
+        (
+            "fault=garbage",
+            "error: cow: not an HTTP answer: ",
+            "bad answers 3",
+        ),
+        ("status=429", "error: cow: HTTP 429: ", "error statuses 3"),
+    ] {
+        let (ok, err) = speak_with(
+            &server,
+            &format!("{query}&seed=1"),
+            &["--retries", "2", "cow"],
+        );
+        assert!(!ok, "{query}");
+        assert!(err.contains(line), "{query}: {err}");
+        assert!(err.contains("(after 3 attempts)"), "{query}: {err}");
+        assert!(err.contains("mishaps: retries 2, "), "{query}: {err}");
+        assert!(err.contains(counts), "{query}: {err}");
+    }
+    // A timeout takes the whole budget: reported, not retried.
+    let (ok, err) = speak_with(&server, "fault=blackhole", &["--timeout", "300ms", "cow"]);
+    assert!(!ok);
+    assert!(err.contains("error: cow: timed out after 300ms"), "{err}");
+    assert!(err.contains("mishaps: retries 0, timeouts 1, "), "{err}");
+}
+
+#[test]
+fn speak_recovers_from_a_share_of_resets_with_retries() {
+    let server = farm(&["--seed", "3", "--faults", "fault=reset&toxicity=0.5"]);
+    let names: Vec<String> = (0..10).map(|_| "cow".to_string()).collect();
+    let mut args = vec!["--retries", "20"];
+    args.extend(names.iter().map(String::as_str));
+    let (ok, err) = speak_with(&server, "", &args);
+    assert!(ok, "{err}");
+    let resets: u32 = err
+        .split("resets ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no resets count in {err}"));
+    assert!(resets > 0, "{err}");
+    assert!(
+        err.contains(&format!("mishaps: retries {resets}, ")),
+        "each reset was retried: {err}"
+    );
+}
