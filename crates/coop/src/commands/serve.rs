@@ -107,7 +107,7 @@ pub struct ServeArgs {
     /// requests the fault hits), `seed=N`, `hold=DURATION` (`slow-close`).
     /// Example: --faults 'delay=lognormal:100ms,2s&fault=reset&toxicity=0.1'
     #[arg(long, value_name = "QUERY", value_parser = parse_faults, env = "COOP_FAULTS")]
-    pub faults: Option<animals::faults::Spec>,
+    pub faults: Option<Box<animals::faults::Spec>>,
 
     /// Faults per animal from a TOML file: an `[all]` table and
     /// `[animals.NAME]` tables whose keys are the parameters of `--faults`.
@@ -183,8 +183,9 @@ fn parse_nonzero_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
-fn parse_faults(s: &str) -> Result<animals::faults::Spec, String> {
-    animals::faults::Spec::parse_flag(s)
+/// Boxed: a `Spec` is large and `ServeArgs` lives in the `Command` enum.
+fn parse_faults(s: &str) -> Result<Box<animals::faults::Spec>, String> {
+    animals::faults::Spec::parse_flag(s).map(Box::new)
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {
@@ -252,7 +253,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             jitter: args.jitter,
             error_rate: args.error_rate,
             retry_after_secs: args.retry_after,
-            faults: args.faults.clone().unwrap_or_default(),
+            faults: args.faults.as_deref().cloned().unwrap_or_default(),
             scenario,
             seed: args.seed,
         },
