@@ -16,6 +16,9 @@
 //! toxicity = 0.2
 //! ```
 //!
+//! (`scenario.example.toml` beside this file is a longer example; the
+//! guide includes it and a test parses it.)
+//!
 //! Keys are the query parameters of [`super::Spec`], with the same values
 //! (numbers may be written bare). A rule for an animal is layered over
 //! `[all]`, `--faults` over both, and a request's own query over
@@ -138,6 +141,11 @@ mod tests {
         assert_eq!(cow.bytes, Some(4096));
         assert!(cow.status.is_some(), "inherited from [all]");
         assert_eq!(s.for_animal("pig").fault, None);
+
+        let example = Scenario::parse(include_str!("scenario.example.toml")).unwrap();
+        assert_eq!(example.for_animal("pig").fault, Some(Fault::Blackhole));
+        assert_eq!(example.for_animal("cow").toxicity, Some(0.2));
+        assert!(example.for_animal("duck").status.is_some());
     }
 
     #[test]
