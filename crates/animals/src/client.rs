@@ -100,7 +100,7 @@ pub struct Outcome {
 
 /// Failed attempts counted by what happened: what a careful client had to
 /// cope with.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Mishaps {
     /// Attempts after the first.
     pub retries: u32,

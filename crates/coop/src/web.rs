@@ -199,7 +199,20 @@ struct RaceQuery {
     mode: Option<String>,
     n: Option<String>,
     delay_ms: Option<String>,
+    /// Fault parameters for every request, in query form
+    /// (`fault=reset&toxicity=0.3`): see the guide's fault chapter.
+    faults: Option<String>,
+    /// Extra attempts per animal (0 to [`MAX_RACE_RETRIES`]).
+    retries: Option<String>,
+    /// Per-attempt timeout in ms (default: the delay plus 10 s).
+    timeout_ms: Option<String>,
 }
+
+/// Most retries a race may ask for per animal.
+pub const MAX_RACE_RETRIES: u64 = 5;
+
+/// Longest `faults=` a race takes, in bytes.
+const MAX_RACE_FAULTS: usize = 256;
 
 /// What `/api/race` answers.
 #[derive(Debug, Serialize)]
@@ -223,6 +236,10 @@ struct RaceRequest {
     /// The sound, or why there is none.
     sound: Option<String>,
     error: Option<String>,
+    /// Attempts made (more than 1 when faults were retried).
+    attempts: u32,
+    /// Failed attempts by kind.
+    mishaps: animals::Mishaps,
 }
 
 /// A whole number in `min..=max` from the query, or `default` if absent.
@@ -262,7 +279,9 @@ async fn farm_names(web: &WebState) -> Result<Vec<String>, reqwest::Error> {
 
 /// `GET /api/race?mode=sequential|concurrent&n=N&delay_ms=MS`: asks this
 /// server's farm for N animals (each with `?delay=MS`) through coop's
-/// client, and reports each request's start and end.
+/// client, and reports each request's start and end. `faults=` (the farm's
+/// fault parameters in query form), `retries=` and `timeout_ms=` let a
+/// learner watch retries and timeouts stretch the bars.
 async fn race(State(web): State<WebState>, Query(q): Query<RaceQuery>) -> Response {
     let sequential = match q.mode.as_deref().unwrap_or("concurrent") {
         "sequential" => true,
@@ -288,6 +307,25 @@ async fn race(State(web): State<WebState>, Query(q): Query<RaceQuery>) -> Respon
         Err(e) => return refuse(StatusCode::BAD_REQUEST, e),
     };
     let delay = Duration::from_millis(delay_ms);
+    let faults = q.faults.as_deref().map(str::trim).unwrap_or("");
+    if faults.len() > MAX_RACE_FAULTS {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            format!("faults is longer than {MAX_RACE_FAULTS} bytes"),
+        );
+    }
+    if let Err(e) = animals::faults::Spec::parse_flag(faults) {
+        return refuse(StatusCode::BAD_REQUEST, format!("faults: {e}"));
+    }
+    let retries = match parse_bounded(q.retries.as_deref(), 0, (0, MAX_RACE_RETRIES), "retries") {
+        Ok(r) => r as u32,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, e),
+    };
+    let timeout = match parse_bounded(q.timeout_ms.as_deref(), 0, (100, 60_000), "timeout_ms") {
+        Ok(0) => delay + Duration::from_secs(10),
+        Ok(ms) => Duration::from_millis(ms),
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, e),
+    };
     if sequential && delay * n as u32 > MAX_SEQUENTIAL_RACE {
         return refuse(
             StatusCode::BAD_REQUEST,
@@ -307,11 +345,19 @@ async fn race(State(web): State<WebState>, Query(q): Query<RaceQuery>) -> Respon
     };
 
     let client = match animals::Client::new(animals::ClientConfig {
-        base: format!("{}?delay={delay_ms}ms", web.farm_base),
+        // The faults come after the race's delay, so a `delay=` among
+        // them wins (the farm reads the last value).
+        base: if faults.is_empty() {
+            format!("{}?delay={delay_ms}ms", web.farm_base)
+        } else {
+            format!("{}?delay={delay_ms}ms&{faults}", web.farm_base)
+        },
         concurrency: if sequential { 1 } else { n },
-        timeout: delay + Duration::from_secs(10),
-        // A race shows timing; a retry would hide a failure in a longer bar.
-        retries: 0,
+        timeout,
+        // A race shows timing; by default a retry would hide a failure in
+        // a longer bar, so there is none unless the learner asks for it
+        // (then the longer bar is the point).
+        retries,
         ..animals::ClientConfig::default()
     }) {
         Ok(c) => c,
@@ -372,6 +418,8 @@ async fn race(State(web): State<WebState>, Query(q): Query<RaceQuery>) -> Respon
                 end_ms: ms(end),
                 sound,
                 error,
+                attempts: outcome.attempts,
+                mishaps: outcome.mishaps,
             }
         })
         .collect();

@@ -194,11 +194,14 @@ function drawRace() {
     total.textContent = seconds(r.total_ms);
     total.dataset.totalMs = String(Math.round(r.total_ms));
     const rows = r.requests.map((q) => {
-      const bar = el("span", { class: q.error ? "bar failed" : "bar" });
+      const attempts = q.attempts || 1;
+      const bar = el("span", { class: (q.error ? "bar failed" : "bar") + (attempts > 1 ? " retried" : "") });
+      if (attempts > 1) bar.textContent = "×" + attempts;
       bar.style.left = (100 * q.start_ms) / span + "%";
       bar.style.width = Math.max(0.5, (100 * (q.end_ms - q.start_ms)) / span) + "%";
       bar.title =
-        q.animal + ": " + Math.round(q.start_ms) + "–" + Math.round(q.end_ms) + " ms" + (q.error ? " (" + q.error + ")" : " " + q.sound);
+        q.animal + ": " + Math.round(q.start_ms) + "–" + Math.round(q.end_ms) + " ms" +
+        (attempts > 1 ? ", " + attempts + " attempts" : "") + (q.error ? " (" + q.error + ")" : " " + q.sound);
       return el("div", { class: "lane" }, el("span", { class: "who" }, q.animal), el("span", { class: "track" }, bar));
     });
     const axis = el("div", { class: "axis" }, el("span", {}, "0"), el("span", {}, seconds(span)));
@@ -218,8 +221,19 @@ function drawRace() {
   }
 }
 
-async function serverRace(mode, n, delay) {
-  const res = await fetch("/api/race?mode=" + mode + "&n=" + n + "&delay_ms=" + delay);
+// What went wrong on the way, summed over a race's requests (server races
+// only: the browser's fetch neither retries nor tells a reset from a close).
+function mishaps(r) {
+  const sum = {};
+  for (const q of r.requests) for (const [k, v] of Object.entries(q.mishaps || {})) sum[k] = (sum[k] || 0) + v;
+  const parts = Object.entries(sum).filter(([, v]) => v > 0).map(([k, v]) => k.replace("_", " ") + " " + v);
+  return parts.length ? parts.join(", ") : "";
+}
+
+async function serverRace(mode, n, delay, faults, retries) {
+  const res = await fetch(
+    "/api/race?mode=" + mode + "&n=" + n + "&delay_ms=" + delay + "&faults=" + encodeURIComponent(faults) + "&retries=" + retries,
+  );
   if (!res.ok) throw new Error((await res.text()).trim());
   const r = await res.json();
   r.where = "sent by coop's client on the server";
@@ -228,7 +242,7 @@ async function serverRace(mode, n, delay) {
 
 let animalNames = null;
 
-async function browserRace(mode, n, delay) {
+async function browserRace(mode, n, delay, faults) {
   if (!animalNames) {
     const res = await fetch("/animals", { headers: { Accept: "application/json" } });
     animalNames = (await res.json()).map((a) => a.animal);
@@ -238,12 +252,16 @@ async function browserRace(mode, n, delay) {
   const one = async (animal) => {
     const start = performance.now() - t0;
     // A unique query keeps the browser from serving a cached answer.
-    const res = await fetch("/animals/" + encodeURIComponent(animal) + "?delay=" + delay + "ms&r=" + Math.random(), {
-      cache: "no-store",
-    });
-    const text = await res.text();
-    const end = performance.now() - t0;
-    return { animal, start_ms: start, end_ms: end, sound: res.ok ? text : null, error: res.ok ? null : text };
+    const url = "/animals/" + encodeURIComponent(animal) + "?delay=" + delay + "ms&r=" + Math.random() + (faults ? "&" + faults : "");
+    try {
+      const res = await fetch(url, { cache: "no-store" });
+      const text = await res.text();
+      const end = performance.now() - t0;
+      return { animal, start_ms: start, end_ms: end, sound: res.ok ? text : null, error: res.ok ? null : text };
+    } catch (err) {
+      // A reset, a cut body or garbage: fetch only says it failed.
+      return { animal, start_ms: start, end_ms: performance.now() - t0, sound: null, error: err.message };
+    }
   };
   let requests = [];
   if (mode === "sequential") {
@@ -262,6 +280,8 @@ function setUpRace() {
     const n = Number($("#race-n").value);
     const delay = Number($("#race-delay").value);
     const where = form.elements.where.value;
+    const faults = $("#race-faults").value.trim();
+    const retries = Number($("#race-retries").value);
     const button = $("#race-button");
     const status = $("#race-status");
     button.disabled = true;
@@ -271,10 +291,11 @@ function setUpRace() {
     try {
       for (const mode of ["sequential", "concurrent"]) {
         status.textContent = "running " + n + " animals " + (mode === "sequential" ? "one after the other" : "all at once") + "…";
-        race[mode] = where === "browser" ? await browserRace(mode, n, delay) : await serverRace(mode, n, delay);
+        race[mode] = where === "browser" ? await browserRace(mode, n, delay, faults) : await serverRace(mode, n, delay, faults, retries);
         drawRace();
       }
-      status.textContent = "done.";
+      const seen = ["sequential", "concurrent"].map((m) => mishaps(race[m])).filter((t) => t);
+      status.textContent = seen.length ? "done. The client coped with: " + seen.join("; ") + "." : "done.";
     } catch (err) {
       status.textContent = "the race failed: " + err.message;
     } finally {

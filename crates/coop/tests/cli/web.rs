@@ -494,6 +494,32 @@ fn tour(engine: Engine) {
         conc * 2.0 < seq,
         "browser: concurrent {conc} ms, sequential {seq} ms"
     );
+    // Faults, retried by coop's client on the server: every attempt is
+    // reset, so each bar fails after 2 attempts and is marked so, and the
+    // status line says what the client coped with.
+    browser.click("input[name=where][value=server]");
+    browser.type_into("#race-n", "3");
+    browser.type_into("#race-faults", "fault=reset");
+    browser.type_into("#race-retries", "1");
+    browser.click("#race-button");
+    let status = browser.wait_for(
+        "the faulty race",
+        "return !document.querySelector('#race-button').disabled && \
+         document.querySelector('#race-concurrent .total').dataset.totalMs && \
+         document.querySelector('#race-status').textContent",
+    );
+    assert!(
+        status.as_str().unwrap().contains("retries 3, resets 6"),
+        "status: {status}"
+    );
+    let retried = browser.js(
+        "return document.querySelectorAll('#race-concurrent .bar.failed.retried').length",
+        json!([]),
+    );
+    assert_eq!(retried, 3, "three failed bars marked with their retries");
+    browser.type_into("#race-faults", "");
+    browser.type_into("#race-retries", "0");
+
     // Back to the server's race for the screenshot.
     browser.click("input[name=where][value=server]");
     browser.type_into("#race-n", "6");
@@ -813,6 +839,25 @@ fn race_endpoint_times_real_requests_and_refuses_bad_input() {
         "concurrent {c} ms, sequential {s} ms"
     );
 
+    // Faults with retries: every attempt is reset, each animal is tried
+    // three times, and the report says so.
+    let faulty = race("mode=concurrent&n=4&delay_ms=0&faults=fault%3Dreset&retries=2");
+    for r in faulty["requests"].as_array().unwrap() {
+        assert_eq!(r["attempts"], 3, "{r}");
+        assert_eq!(r["mishaps"]["resets"], 3, "{r}");
+        assert_eq!(r["mishaps"]["retries"], 2, "{r}");
+        assert!(
+            r["error"].as_str().unwrap().starts_with("connection reset"),
+            "{r}"
+        );
+    }
+    // Without retries, a black hole is a timeout in the timeline.
+    let stalled = race("mode=concurrent&n=2&delay_ms=0&faults=fault%3Dblackhole&timeout_ms=300");
+    for r in stalled["requests"].as_array().unwrap() {
+        assert_eq!(r["mishaps"]["timeouts"], 1, "{r}");
+        assert!(r["error"].as_str().unwrap().contains("timed out"), "{r}");
+    }
+
     for bad in [
         "n=0",
         "n=51",
@@ -820,6 +865,9 @@ fn race_endpoint_times_real_requests_and_refuses_bad_input() {
         "delay_ms=5001",
         "mode=parallel",
         "mode=sequential&n=50&delay_ms=5000",
+        "faults=fault%3Dboom",
+        "retries=6",
+        "timeout_ms=5",
     ] {
         let res = client
             .get(server.url(&format!("/api/race?{bad}")))
