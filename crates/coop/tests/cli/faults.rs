@@ -588,3 +588,22 @@ fn speak_recovers_from_a_share_of_resets_with_retries() {
         "each reset was retried: {err}"
     );
 }
+
+#[test]
+fn serve_help_documents_the_fault_flags() {
+    let out = coop().args(["serve", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "--faults <QUERY>",
+        "--scenario <FILE>",
+        "--seed <SEED>",
+        "lognormal:P50,P99",
+        "bad-chunk",
+        "toxicity=P",
+    ] {
+        assert!(
+            help.contains(needle),
+            "serve --help lacks {needle}:\n{help}"
+        );
+    }
+}
