@@ -22,7 +22,7 @@ wrk_run() { # LABEL RUN URL
   out=$(wrk -t2 -c100 -d10s "$3")
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out"); non2xx=${non2xx:-0}
-  errors=$(awk -F'[ ,]+' '/Socket errors/ {print $4+$6+$8+$10}' <<<"$out"); errors=${errors:-0}
+  errors=$(awk -F'[ ,]+' '/Socket errors/ {print $5+$7+$9+$11}' <<<"$out"); errors=${errors:-0}
   record "$1" "$2" "{\"value\": $rps, \"non2xx\": $non2xx, \"socket_errors\": $errors}"
   log "  $rps req/s, non-2xx $non2xx, socket errors $errors"
 }
