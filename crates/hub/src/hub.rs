@@ -24,7 +24,8 @@ use crate::limit::{RateLimiter, TrustedProxies};
 use crate::message::{Message, MessageId, TopicName};
 use crate::store::memory::MemoryStore;
 use crate::store::{Retention, Store, StoreError};
-use crate::topic::{Pattern, Subscription};
+use crate::pattern::Pattern;
+use crate::topic::Subscription;
 
 /// Everything configurable about the hub (the binary maps flags onto it).
 #[derive(Debug, Clone)]
@@ -66,8 +67,14 @@ pub struct Config {
     /// End a subscription that has received nothing for this long
     /// (`--idle-timeout`); heartbeats do not count. `None`: never.
     pub idle_timeout: Option<Duration>,
-    /// HS256 secret enabling access control (`--auth-secret`).
+    /// HS256 secret enabling access control (`--auth-secret`,
+    /// `COOP_AUTH_SECRET` or `--auth-secret-file`). Shorter than
+    /// [`auth::MIN_SECRET_LEN`](crate::auth::MIN_SECRET_LEN) bytes: accepted
+    /// with a warning.
     pub auth_secret: Option<String>,
+    /// Accept tokens without `exp` (`--auth-allow-no-exp`); by default
+    /// they are refused with `401`, since they would never expire.
+    pub auth_allow_no_exp: bool,
     /// Origins allowed by CORS (`--cors-origin`, `*` for any); empty: no
     /// CORS headers.
     pub cors_origins: Vec<String>,
@@ -98,6 +105,7 @@ impl Default for Config {
             body_timeout: Duration::from_secs(30),
             idle_timeout: None,
             auth_secret: None,
+            auth_allow_no_exp: false,
             cors_origins: Vec::new(),
             allowed_hosts: crate::origin::AllowedHosts::any(),
             shutdown_retry_ms: 1000,
@@ -287,10 +295,18 @@ impl Hub {
             budget,
         );
         let Backend { store, broker } = backend(&config, fanout.clone());
-        let auth = config
-            .auth_secret
-            .as_deref()
-            .map(|s| Auth::new(s.as_bytes()));
+        let auth = config.auth_secret.as_deref().map(|s| {
+            if s.len() < crate::auth::MIN_SECRET_LEN {
+                tracing::warn!(
+                    bytes = s.len(),
+                    "the auth secret is shorter than {} bytes: tokens signed with it can be \
+                     brute-forced offline; use a random secret of at least {} bytes",
+                    crate::auth::MIN_SECRET_LEN,
+                    crate::auth::MIN_SECRET_LEN
+                );
+            }
+            Auth::new(s.as_bytes(), config.auth_allow_no_exp)
+        });
         let limiter = config.publish_rate.map(|(r, b)| RateLimiter::new(r, b));
         let metrics = Metrics {
             publishes: metrics::counter!("hub_publishes_total"),

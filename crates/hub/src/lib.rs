@@ -9,6 +9,9 @@
 //!   in-memory default; SQLite durability plugs in here.
 //! - `broker/`: the [`broker::Broker`] trait (committed messages to every
 //!   node's subscribers) and the in-process broker; Redis plugs in here.
+//! - `pattern.rs`: topic patterns (`farm.*`, `farm.**`): rules, limits,
+//!   matching in time linear in the name, and whether claims cover a
+//!   request (pattern against pattern) for `auth.rs`.
 //! - `topic.rs`: live delivery in this process: per-topic rings of shared
 //!   messages, subscriber cursors, pattern subscriptions, lag detection.
 //! - `transport/`: raw, SSE, NDJSON and WebSocket encodings.
@@ -41,6 +44,7 @@ pub mod hub;
 pub mod limit;
 pub mod message;
 pub mod origin;
+pub mod pattern;
 pub mod server;
 pub mod store;
 pub mod subscriber;
