@@ -87,7 +87,11 @@ impl Grant {
             Grant::Open => return Ok(()),
             Grant::Token { subscribe, .. } => subscribe,
         };
-        let denied = |why: String| Err(format!("token may not subscribe to {topic_or_pattern:?}: {why}"));
+        let denied = |why: String| {
+            Err(format!(
+                "token may not subscribe to {topic_or_pattern:?}: {why}"
+            ))
+        };
         if !topic_or_pattern.contains('*') {
             // A plain name: the claims' own matcher answers, linearly.
             return if subscribe.iter().any(|p| p.matches(topic_or_pattern)) {
@@ -255,12 +259,18 @@ mod tests {
     fn nbf_is_checked_and_exp_is_required_unless_allowed() {
         let strict = Auth::new(SECRET.as_bytes(), false);
         let lenient = Auth::new(SECRET.as_bytes(), true);
-        let future = token(SECRET, serde_json::json!({"nbf": now() + 3600, "exp": now() + 7200}));
+        let future = token(
+            SECRET,
+            serde_json::json!({"nbf": now() + 3600, "exp": now() + 7200}),
+        );
         for auth in [&strict, &lenient] {
             let err = auth.check(Some(&future)).unwrap_err().to_string();
             assert!(err.contains("not valid yet"), "{err}");
         }
-        let started = token(SECRET, serde_json::json!({"nbf": now() - 10, "exp": now() + 60}));
+        let started = token(
+            SECRET,
+            serde_json::json!({"nbf": now() - 10, "exp": now() + 60}),
+        );
         assert!(strict.check(Some(&started)).is_ok());
 
         let forever = token(SECRET, serde_json::json!({"coop": {"subscribe": ["a"]}}));
@@ -274,11 +284,21 @@ mod tests {
     fn claim_lists_are_bounded_and_validated() {
         let auth = Auth::new(SECRET.as_bytes(), false);
         let many: Vec<String> = (0..=MAX_CLAIMS).map(|i| format!("t{i}")).collect();
-        let t = token(SECRET, serde_json::json!({"coop": {"subscribe": many}, "exp": now() + 60}));
+        let t = token(
+            SECRET,
+            serde_json::json!({"coop": {"subscribe": many}, "exp": now() + 60}),
+        );
         let err = auth.check(Some(&t)).unwrap_err().to_string();
         assert!(err.contains("65 subscribe claims (at most 64)"), "{err}");
-        let t = token(SECRET, serde_json::json!({"coop": {"publish": ["a b"]}, "exp": now() + 60}));
-        assert!(auth.check(Some(&t)).unwrap_err().to_string().contains("claim \"a b\""));
+        let t = token(
+            SECRET,
+            serde_json::json!({"coop": {"publish": ["a b"]}, "exp": now() + 60}),
+        );
+        assert!(auth
+            .check(Some(&t))
+            .unwrap_err()
+            .to_string()
+            .contains("claim \"a b\""));
     }
 
     /// Issue 9, item 2: a claim was applied to the requested pattern as

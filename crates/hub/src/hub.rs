@@ -22,9 +22,9 @@ pub use crate::history::Gap;
 use crate::history::HistoryReader;
 use crate::limit::{RateLimiter, TrustedProxies};
 use crate::message::{Message, MessageId, TopicName};
+use crate::pattern::Pattern;
 use crate::store::memory::MemoryStore;
 use crate::store::{Retention, Store, StoreError};
-use crate::pattern::Pattern;
 use crate::topic::Subscription;
 
 /// Everything configurable about the hub (the binary maps flags onto it).

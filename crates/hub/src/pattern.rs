@@ -180,7 +180,10 @@ impl Nfa {
                 i += 1;
             }
         }
-        let wildcards = tokens.iter().filter(|t| !matches!(t, Token::Byte(_))).count();
+        let wildcards = tokens
+            .iter()
+            .filter(|t| !matches!(t, Token::Byte(_)))
+            .count();
         if wildcards > MAX_WILDCARDS {
             return Err(format!(
                 "pattern has {wildcards} wildcards (at most {MAX_WILDCARDS})"
@@ -360,7 +363,13 @@ fn covers_within(request: &Pattern, claims: &[Pattern], max_steps: usize) -> Cov
             let cs: Box<[u128]> = nfas
                 .iter()
                 .zip(node.claims.iter())
-                .map(|(n, &s)| if s == 0 && !is_start { 0 } else { n.step(s, is_start, c) })
+                .map(|(n, &s)| {
+                    if s == 0 && !is_start {
+                        0
+                    } else {
+                        n.step(s, is_start, c)
+                    }
+                })
                 .collect();
             if seen.insert((r, cs.clone()), ()).is_some() {
                 continue;
@@ -498,7 +507,10 @@ mod tests {
         assert_eq!(covers(&p("farm.*"), &farm), Cover::Yes);
         assert_eq!(covers(&p("farm.cow"), &farm), Cover::Yes);
         assert!(matches!(covers(&p("farm.**"), &farm), Cover::No { .. }));
-        assert!(matches!(covers(&p("farm.cow.calf"), &farm), Cover::No { .. }));
+        assert!(matches!(
+            covers(&p("farm.cow.calf"), &farm),
+            Cover::No { .. }
+        ));
         assert!(matches!(covers(&p("**"), &[p("*")]), Cover::No { .. }));
         assert_eq!(covers(&p("**"), &[p("**")]), Cover::Yes);
         assert_eq!(covers(&p("a.**"), &[p("**")]), Cover::Yes);
@@ -553,8 +565,14 @@ mod tests {
         assert_eq!(covers(&p("**"), &claims), Cover::TooComplex);
         assert!(started.elapsed() < std::time::Duration::from_secs(5));
         // And the budget is what stops it.
-        assert_eq!(covers_within(&p("a.**"), &[p("a.*"), p("a.*.**")], 2), Cover::TooComplex);
-        assert_eq!(covers_within(&p("a.**"), &[p("a.*"), p("a.*.**")], 1000), Cover::Yes);
+        assert_eq!(
+            covers_within(&p("a.**"), &[p("a.*"), p("a.*.**")], 2),
+            Cover::TooComplex
+        );
+        assert_eq!(
+            covers_within(&p("a.**"), &[p("a.*"), p("a.*.**")], 1000),
+            Cover::Yes
+        );
     }
 
     #[test]
@@ -611,10 +629,8 @@ mod tests {
         /// Patterns valid by the name rules, over a small alphabet: one
         /// to three segments of one to three of `a b *`.
         fn valid_pattern() -> impl Strategy<Value = Pattern> {
-            proptest::collection::vec(over(&['a', 'b', '*'], 3), 1..=3).prop_filter_map(
-                "empty segment",
-                |segs| Pattern::new(&segs.join(".")).ok(),
-            )
+            proptest::collection::vec(over(&['a', 'b', '*'], 3), 1..=3)
+                .prop_filter_map("empty segment", |segs| Pattern::new(&segs.join(".")).ok())
         }
 
         proptest! {

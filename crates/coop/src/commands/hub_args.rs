@@ -119,8 +119,23 @@ pub struct HubArgs {
 
     /// Enable access control: HS256 secret of the JWTs whose `coop.publish`
     /// and `coop.subscribe` claims list the topic patterns allowed.
+    ///
+    /// Prefer `--auth-secret-file` or the `COOP_AUTH_SECRET` variable: a
+    /// flag's value shows in `ps` to every user of the machine. Use a
+    /// random secret of at least 32 bytes (shorter ones get a warning:
+    /// they can be brute-forced offline from any one token).
     #[arg(long, env = "COOP_AUTH_SECRET", hide_env_values = true)]
     pub auth_secret: Option<String>,
+
+    /// Read the auth secret (see `--auth-secret`) from this file; one
+    /// trailing newline is ignored.
+    #[arg(long, env = "COOP_AUTH_SECRET_FILE", conflicts_with = "auth_secret")]
+    pub auth_secret_file: Option<std::path::PathBuf>,
+
+    /// Accept tokens without an `exp` claim. By default they are refused
+    /// (`401`), since they would never expire.
+    #[arg(long, env = "COOP_AUTH_ALLOW_NO_EXP")]
+    pub auth_allow_no_exp: bool,
 
     /// Threads that write to streaming subscribers, apart from the ones
     /// that accept connections and answer publishes (0: share them).
@@ -256,9 +271,14 @@ impl HubArgs {
         if self.heartbeat.is_zero() {
             return Err(ConfigError("--heartbeat must be more than zero".into()));
         }
-        if matches!(&self.auth_secret, Some(s) if s.is_empty()) {
-            return Err(ConfigError("--auth-secret is empty".into()));
-        }
+        let auth_secret = match (&self.auth_secret, &self.auth_secret_file) {
+            (Some(s), _) if s.is_empty() => {
+                return Err(ConfigError("--auth-secret is empty".into()));
+            }
+            (Some(s), _) => Some(s.clone()),
+            (None, Some(path)) => Some(read_secret(path)?),
+            (None, None) => None,
+        };
         Ok(hub::Config {
             retention: hub::store::Retention {
                 max_count: self.history,
@@ -276,7 +296,8 @@ impl HubArgs {
             write_timeout: self.write_timeout,
             body_timeout: self.body_timeout,
             idle_timeout: self.idle_timeout,
-            auth_secret: self.auth_secret.clone(),
+            auth_secret,
+            auth_allow_no_exp: self.auth_allow_no_exp,
             cors_origins: self.cors_origins.clone(),
             allowed_hosts: hub::origin::AllowedHosts::new(bind, &self.allowed_hosts),
             trusted_proxies: hub::limit::TrustedProxies {
@@ -290,6 +311,28 @@ impl HubArgs {
             ..hub::Config::default()
         })
     }
+}
+
+/// The secret in `path`, without one trailing newline (`\n` or `\r\n`, as
+/// editors and `echo` leave); the rest is kept byte for byte.
+fn read_secret(path: &std::path::Path) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError(format!(
+            "--auth-secret-file {}: cannot read it: {e}",
+            path.display()
+        ))
+    })?;
+    let secret = text
+        .strip_suffix("\r\n")
+        .or_else(|| text.strip_suffix('\n'))
+        .unwrap_or(&text);
+    if secret.is_empty() {
+        return Err(ConfigError(format!(
+            "--auth-secret-file {} is empty",
+            path.display()
+        )));
+    }
+    Ok(secret.to_string())
 }
 
 /// Builds the hub from its flags. `shutdown` is cancelled on SIGINT/SIGTERM;
@@ -346,7 +389,29 @@ fn takeover(hub: hub::Hub, threads: usize) -> anyhow::Result<hub::Takeover> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_bytes;
+    use super::{parse_bytes, read_secret};
+
+    #[test]
+    fn a_secret_file_loses_one_trailing_newline_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        for (text, want) in [
+            ("abc\n", Ok("abc")),
+            ("abc\r\n", Ok("abc")),
+            ("abc", Ok("abc")),
+            ("abc \n\n", Ok("abc \n")),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            assert_eq!(read_secret(&path).as_deref().map_err(|_| ()), want);
+        }
+        std::fs::write(&path, "\n").unwrap();
+        assert!(read_secret(&path).unwrap_err().0.contains("is empty"));
+        let missing = dir.path().join("nope");
+        assert!(read_secret(&missing)
+            .unwrap_err()
+            .0
+            .contains("cannot read it"));
+    }
 
     #[test]
     fn sizes_parse_with_units_and_refuse_nonsense_with_a_reason() {

@@ -6,6 +6,7 @@ mod support;
 mod abuse_memory;
 mod abuse_ops;
 mod abuse_origin;
+mod abuse_patterns;
 mod abuse_time;
 mod animals;
 mod bench;

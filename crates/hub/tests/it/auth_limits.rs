@@ -11,7 +11,16 @@ use hub::Config;
 
 const SECRET: &str = "farm-secret";
 
-fn token(claims: serde_json::Value) -> String {
+/// A token with `claims`, valid for ten minutes unless they say otherwise
+/// (tokens must carry `exp`).
+fn token(mut claims: serde_json::Value) -> String {
+    if claims.get("exp").is_none() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        claims["exp"] = serde_json::json!(now + 600);
+    }
     encode(
         &Header::default(),
         &claims,
