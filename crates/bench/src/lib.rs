@@ -12,6 +12,8 @@
 //!   closed-loop or paced, loss, order, delivery rate and latency).
 //! - `hold`: many requests held in flight against the slow Animals API,
 //!   over HTTP/1.1 connections or multiplexed HTTP/2 streams.
+//! - `publish`: publish latency, one closed-loop publisher, each publish to
+//!   a new topic name (so the hub matches its patterns against it).
 //! - `http`: the minimal HTTP/1.1 pieces both use (response heads, chunked
 //!   bodies, line splitting).
 //! - `target`: URLs, source addresses (127.0.0.x) and connecting.
@@ -22,6 +24,7 @@ pub mod fanout;
 pub mod hold;
 pub mod http;
 pub mod probe;
+pub mod publish;
 pub mod summary;
 pub mod target;
 

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use super::{bench_fanout, bench_hold};
+use super::{bench_fanout, bench_hold, bench_publish};
 
 /// Flags of `coop bench`.
 #[derive(Debug, Args)]
@@ -21,12 +21,16 @@ pub enum BenchCommand {
     Fanout(bench_fanout::FanoutArgs),
     /// Slow API: hold many requests in flight against a delayed server.
     Hold(bench_hold::HoldArgs),
+    /// Publish latency: closed-loop publishes, each to a new topic name
+    /// (patterns are matched against it).
+    Publish(bench_publish::PublishArgs),
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     match args.which {
         BenchCommand::Fanout(a) => bench_fanout::run(a).await,
         BenchCommand::Hold(a) => bench_hold::run(a).await,
+        BenchCommand::Publish(a) => bench_publish::run(a).await,
     }
 }
 

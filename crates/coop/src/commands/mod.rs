@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod bench_fanout;
 pub mod bench_hold;
+pub mod bench_publish;
 pub mod byhand;
 pub mod hub_args;
 pub mod kitchen;

@@ -52,3 +52,35 @@ fn a_bad_url_is_a_usage_error_and_a_failed_run_exits_1() {
         .expect("run coop bench hold");
     assert_eq!(out.status.code(), Some(1), "{out:?}");
 }
+
+#[test]
+fn publish_reports_latency_of_every_publish_to_new_topics() {
+    let server = Server::start(&["--delay", "0s"]);
+    let out = coop()
+        .args(["bench", "publish", "--url", &server.url("")])
+        .args([
+            "-n",
+            "50",
+            "--topic-len",
+            "64",
+            "--prefix",
+            "bench.",
+            "--json",
+        ])
+        .output()
+        .expect("run coop bench publish");
+    assert!(out.status.success(), "publish failed: {out:?}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("publish prints JSON");
+    assert_eq!(report["ok"], 50, "{report}");
+    assert_eq!(report["latency"]["count"], 50, "{report}");
+    let topics: serde_json::Value = reqwest::blocking::get(server.url("/api/topics"))
+        .and_then(|r| r.json())
+        .unwrap();
+    assert!(
+        topics
+            .to_string()
+            .contains(&format!("bench.{}49", "a".repeat(56))),
+        "64-byte topics: {topics}"
+    );
+}
