@@ -35,13 +35,14 @@
 //! everything; claims `a.*` and `a.*.**` together grant `a.**`. When the
 //! comparison would take more than
 //! [`MAX_COVER_STEPS`](crate::pattern::MAX_COVER_STEPS) automaton steps
-//! it is refused (`403`): the check fails closed.
+//! (for all the patterns of one request together) it is refused (`403`):
+//! the check fails closed.
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
-use crate::pattern::{covers, Cover, Pattern, MAX_COVER_STEPS};
+use crate::pattern::{covers_within, Cover, Pattern, MAX_COVER_STEPS};
 
 /// Secrets shorter than this (bytes) get a warning at startup: 256 bits is
 /// what HS256 is meant to be keyed with (RFC 7518, 3.2).
@@ -83,6 +84,19 @@ impl Grant {
 
     /// [`Grant::may_subscribe`], with the reason of a refusal in one line.
     pub fn check_subscribe(&self, topic_or_pattern: &str) -> Result<(), String> {
+        let mut budget = MAX_COVER_STEPS;
+        self.check_subscribe_within(topic_or_pattern, &mut budget)
+    }
+
+    /// [`Grant::check_subscribe`] spending at most `budget` steps of the
+    /// pattern comparison, and taking them off it: the parts of one
+    /// subscription share one budget, so a request of many patterns costs
+    /// no more than [`MAX_COVER_STEPS`] in all.
+    pub fn check_subscribe_within(
+        &self,
+        topic_or_pattern: &str,
+        budget: &mut usize,
+    ) -> Result<(), String> {
         let subscribe = match self {
             Grant::Open => return Ok(()),
             Grant::Token { subscribe, .. } => subscribe,
@@ -101,7 +115,7 @@ impl Grant {
             };
         }
         let request = Pattern::new(topic_or_pattern).map_err(|e| e.to_string())?;
-        match covers(&request, subscribe) {
+        match covers_within(&request, subscribe, budget) {
             Cover::Yes => Ok(()),
             Cover::No { witness } => denied(format!(
                 "it matches topics such as {witness:?} that no subscribe claim covers"

@@ -199,10 +199,13 @@ pub(crate) async fn start_subscriber(
         )));
     }
     let grant = grant(hub, headers, params)?;
-    // Each part is checked on this request's task, under no lock; a pattern
-    // costs at most `pattern::MAX_COVER_STEPS` (see `auth.rs`).
+    // Checked on this request's task, under no lock; all the parts together
+    // cost at most `pattern::MAX_COVER_STEPS` (see `auth.rs`).
+    let mut budget = crate::pattern::MAX_COVER_STEPS;
     for part in spec.parts() {
-        grant.check_subscribe(part).map_err(HubError::Forbidden)?;
+        grant
+            .check_subscribe_within(part, &mut budget)
+            .map_err(HubError::Forbidden)?;
     }
     let upgrade = headers
         .get(header::UPGRADE)
