@@ -118,7 +118,10 @@ pub struct HubArgs {
     pub idle_timeout: Option<Duration>,
 
     /// Enable access control: HS256 secret of the JWTs whose `coop.publish`
-    /// and `coop.subscribe` claims list the topic patterns allowed.
+    /// and `coop.subscribe` claims list the topic patterns allowed. Tokens
+    /// must carry `exp` (see `--auth-allow-no-exp`); `nbf` is checked. A
+    /// subscription is allowed only if every topic it can match is matched
+    /// by some subscribe claim (`farm.*` grants `farm.cow`, not `farm.**`).
     ///
     /// Prefer `--auth-secret-file` or the `COOP_AUTH_SECRET` variable: a
     /// flag's value shows in `ps` to every user of the machine. Use a

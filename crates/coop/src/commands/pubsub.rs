@@ -58,7 +58,8 @@ pub enum SubFormat {
 #[derive(Debug, Args)]
 pub struct SubArgs {
     /// Topics to follow: a name, several separated by commas, or patterns
-    /// (`farm.*` one segment, `farm.**` any depth).
+    /// (`farm.*` one segment, `farm.**` any depth; at most 128 bytes and
+    /// 16 wildcards each, or the hub answers `400`).
     #[arg(long, short, default_value = "default")]
     pub topic: String,
 
