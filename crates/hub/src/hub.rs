@@ -28,7 +28,8 @@ use crate::store::{Retention, Store, StoreError};
 use crate::topic::Subscription;
 
 /// Everything configurable about the hub (the binary maps flags onto it).
-#[derive(Debug, Clone)]
+/// Its `Debug` shows the secret as `***`.
+#[derive(Clone)]
 pub struct Config {
     /// History kept per topic (`--history`, `--history-ttl`).
     pub retention: Retention,
@@ -86,6 +87,32 @@ pub struct Config {
     /// Reverse proxies whose forwarding header names the client for the
     /// publish rate (`--trust-proxy`, `--proxy-header`); none by default.
     pub trusted_proxies: TrustedProxies,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("retention", &self.retention)
+            .field("buffer", &self.buffer)
+            .field("max_message", &self.max_message)
+            .field("max_subscribers", &self.max_subscribers)
+            .field("max_topics", &self.max_topics)
+            .field("max_memory", &self.max_memory)
+            .field("max_patterns", &self.max_patterns)
+            .field("max_subscription_topics", &self.max_subscription_topics)
+            .field("publish_rate", &self.publish_rate)
+            .field("heartbeat", &self.heartbeat)
+            .field("write_timeout", &self.write_timeout)
+            .field("body_timeout", &self.body_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("auth_secret", &self.auth_secret.as_ref().map(|_| "***"))
+            .field("auth_allow_no_exp", &self.auth_allow_no_exp)
+            .field("cors_origins", &self.cors_origins)
+            .field("allowed_hosts", &self.allowed_hosts)
+            .field("shutdown_retry_ms", &self.shutdown_retry_ms)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .finish()
+    }
 }
 
 impl Default for Config {
@@ -490,6 +517,17 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_secret_never_shows_in_debug_output() {
+        let config = Config {
+            auth_secret: Some("hunter2-hunter2".into()),
+            ..Config::default()
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("auth_secret: Some(\"***\")"), "{shown}");
+    }
 
     #[test]
     fn specs_and_since_parse_with_reasons() {

@@ -333,7 +333,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         out.flush()?;
     }
     tracing::info!(%local, delay = ?args.delay, "serving the farm");
-    if !local.ip().is_loopback() && args.hub.auth_secret.is_none() {
+    if !local.ip().is_loopback()
+        && args.hub.auth_secret.is_none()
+        && args.hub.auth_secret_file.is_none()
+    {
         tracing::warn!(
             %local,
             "serving on a non-loopback address without --auth-secret: anyone who can reach it \
