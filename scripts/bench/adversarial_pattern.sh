@@ -20,16 +20,8 @@ PATTERN="$(printf '*a%.0s' $(seq 15))*b"
 ISSUE_PATTERN='*a*a*a*a*a*a*b'
 
 OLD=""
-if [ -n "$OLD_SRC" ]; then
-  OLD=/tmp/coop-old-$$
-  cp "$OLD_SRC" "$OLD"
-  trap 'rm -f "$COOP" "$OLD"; stop_all' EXIT
-fi
+[ -n "$OLD_SRC" ] && private_copy OLD "$OLD_SRC"
 
-note() { # LABEL RUN JSON
-  python3 -c 'import json,sys; print(json.dumps({"label":sys.argv[1],"run":int(sys.argv[2]),"load":sys.argv[3],"report":json.loads(sys.argv[4])}))' \
-    "$1" "$2" "$(load)" "$3" | tee -a "$RESULTS"
-}
 
 # one LABEL RUN BINARY [PATTERN] [LIMIT]
 one() {
@@ -51,7 +43,7 @@ one() {
   # SIGKILL: a hub stuck in a match under its locks would not drain.
   kill -KILL "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
-  [ -n "$json" ] && note "$1" "$2" "$json"
+  [ -n "$json" ] && note "$RESULTS" "$1" "$2" "$json"
 }
 
 for run in $(seq 1 "$RUNS"); do

@@ -14,7 +14,25 @@ NCHAN_PREFIX=/tmp/nchan
 COOP_SRC="${COOP_SRC:-$ROOT/target/release/coop}"
 COOP=/tmp/coop-bench-$$
 cp "$COOP_SRC" "$COOP"
-trap 'rm -f "$COOP"; stop_all' EXIT
+COPIES=("$COOP")
+trap 'rm -f "${COPIES[@]}"; stop_all' EXIT
+
+# private_copy VAR SRC: sets VAR to a private copy of another binary under
+# test (say the build before a change), removed at exit like $COOP.
+private_copy() {
+  local copy
+  copy=$(mktemp /tmp/coop-other-XXXXXX)
+  cp "$2" "$copy"
+  COPIES+=("$copy")
+  printf -v "$1" '%s' "$copy"
+}
+
+# note FILE LABEL RUN JSON: one result line (with the load now) in FILE,
+# echoed to stdout.
+note() {
+  python3 -c 'import json,sys; print(json.dumps({"label":sys.argv[1],"run":int(sys.argv[2]),"load":sys.argv[3],"report":json.loads(sys.argv[4])}))' \
+    "$2" "$3" "$(load)" "$4" | tee -a "$1"
+}
 
 STARTED_PIDS=()
 

@@ -16,16 +16,8 @@ PORT=8081
 RESULTS="$OUT/safety.jsonl"
 
 BASE=""
-if [ -n "$BASE_SRC" ]; then
-  BASE=/tmp/coop-base-$$
-  cp "$BASE_SRC" "$BASE"
-  trap 'rm -f "$COOP" "$BASE"; stop_all' EXIT
-fi
+[ -n "$BASE_SRC" ] && private_copy BASE "$BASE_SRC"
 
-note() { # LABEL RUN JSON
-  python3 -c 'import json,sys; print(json.dumps({"label":sys.argv[1],"run":int(sys.argv[2]),"load":sys.argv[3],"report":json.loads(sys.argv[4])}))' \
-    "$1" "$2" "$(load)" "$3" | tee -a "$RESULTS"
-}
 
 fan() { # LABEL RUN BINARY
   local pid json
@@ -34,7 +26,7 @@ fan() { # LABEL RUN BINARY
   json=$("$COOP" bench fanout --url "http://127.0.0.1:$PORT/" --server-pid "$pid" --json \
     -n 1000 -m 1000 -p 1 || true)
   stop_pid "$pid"
-  [ -n "$json" ] && note "$1" "$2" "$json"
+  [ -n "$json" ] && note "$RESULTS" "$1" "$2" "$json"
 }
 
 for run in $(seq 1 "$RUNS"); do
@@ -48,7 +40,7 @@ flood() { # LABEL BINARY N
   log "$1 flood of $3 (load $(load))"
   json=$(python3 "$(dirname "$0")/flood.py" --port $PORT --pid "$pid" -n "$3")
   stop_pid "$pid"
-  note "$1" 1 "$json"
+  note "$RESULTS" "$1" 1 "$json"
 }
 flood flood-new "$COOP" 100000
 [ -n "$BASE" ] && flood flood-base "$BASE" 20000
