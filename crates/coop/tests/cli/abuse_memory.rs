@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::support::Server;
+use crate::support::{wait_subscribers, Server};
 
 const MIB: u64 = 1 << 20;
 
@@ -203,21 +203,7 @@ fn resuming_subscribers_that_never_read_do_not_each_copy_the_durable_history() {
             .unwrap();
         stalled.push(s);
     }
-    // Wait until all eight are subscribed.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let v: serde_json::Value = http
-            .get(server.url("/api/topics"))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        if v["subscribers"] == 8 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "subscribers: {v}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_subscribers(&server.url(""), 8);
     // And a reader that does read gets every message.
     let mut reader = TcpStream::connect(server.addr).unwrap();
     reader

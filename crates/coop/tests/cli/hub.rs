@@ -6,7 +6,7 @@ use std::net::TcpStream;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{announced_addr, coop, example, output_with_stdin, Server};
+use crate::support::{announced_addr, coop, example, output_with_stdin, wait_subscribers, Server};
 
 /// Opens a streaming GET by hand and returns the socket after the
 /// response head (the body is chunked: read with `read_until_contains`).
@@ -35,24 +35,6 @@ fn read_until_contains(s: &mut TcpStream, needle: &str) -> String {
         got.extend_from_slice(&buf[..n]);
     }
     String::from_utf8(got).unwrap()
-}
-
-/// Waits until the hub reports `n` subscribers.
-fn wait_subscribers(base: &str, n: u64) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let v: serde_json::Value = reqwest::blocking::get(format!("{base}/api/topics"))
-            .and_then(|r| r.json())
-            .unwrap_or_default();
-        if v["subscribers"] == n {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "expected {n} subscribers, got {v}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn post(url: &str) -> (u16, String) {

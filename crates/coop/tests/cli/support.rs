@@ -127,3 +127,31 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// Polls `ready` (every few milliseconds) until it holds; fails naming
+/// `what` after `within`. Tests wait for a state, never for a fixed time.
+pub fn wait_until(within: Duration, what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + within;
+    while !ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited {within:?} for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Subscribers the hub at `base` counts now (`/api/topics`), if it answers.
+pub fn subscribers(base: &str) -> Option<u64> {
+    let v: serde_json::Value = reqwest::blocking::get(format!("{base}/api/topics"))
+        .and_then(|r| r.json())
+        .ok()?;
+    v["subscribers"].as_u64()
+}
+
+/// Waits until the hub at `base` counts `n` subscribers.
+pub fn wait_subscribers(base: &str, n: u64) {
+    wait_until(Duration::from_secs(20), &format!("{n} subscribers"), || {
+        subscribers(base) == Some(n)
+    });
+}
