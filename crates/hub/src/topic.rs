@@ -414,6 +414,14 @@ struct Cursor {
     pos: u64,
 }
 
+impl Cursor {
+    /// Index in `st.buf` of the next message to read; `None` when the ring
+    /// has moved past it (the reader lagged).
+    fn offset(&self, st: &RingState) -> Option<usize> {
+        self.pos.checked_sub(st.first_pos).map(|d| d as usize)
+    }
+}
+
 /// One subscriber's view of its rings. Owned by the subscriber's task;
 /// dropping it unsubscribes (the talk's context manager).
 pub struct Subscription {
@@ -462,16 +470,14 @@ impl Subscription {
         }
         let high_water = MessageId(self.fanout.inner.high_water.load(Ordering::Acquire));
         let floor = self.last_id.unwrap_or(MessageId(0));
+        let lagged = Lagged {
+            last_id: self.last_id,
+        };
         let start = out.len();
         if let [cursor] = &mut self.cursors[..] {
             // One ring (the usual case): its order is the id order.
             let st = lock(&cursor.ring.state);
-            if cursor.pos < st.first_pos {
-                return Err(Lagged {
-                    last_id: self.last_id,
-                });
-            }
-            let from = (cursor.pos - st.first_pos) as usize;
+            let from = cursor.offset(&st).ok_or(lagged)?;
             let mut bytes = 0;
             for msg in st.buf.range(from..) {
                 if msg.id > high_water || (bytes >= BATCH_BYTES && out.len() > start) {
@@ -491,12 +497,7 @@ impl Subscription {
             let mut taken: Vec<(Arc<Message>, usize)> = Vec::new();
             for (i, cursor) in self.cursors.iter_mut().enumerate() {
                 let st = lock(&cursor.ring.state);
-                if cursor.pos < st.first_pos {
-                    return Err(Lagged {
-                        last_id: self.last_id,
-                    });
-                }
-                let from = (cursor.pos - st.first_pos) as usize;
+                let from = cursor.offset(&st).ok_or(lagged)?;
                 let mut bytes = 0;
                 let mut took = false;
                 for msg in st.buf.range(from..) {
