@@ -110,7 +110,18 @@ impl Takeover {
         }
         drop(sink);
         let _ = stream.set_nodelay(true);
-        let started = start_subscriber(&self.hub, &spec, &head.query, &head.headers).await;
+        // The router checks `Host` and `Origin` in a middleware; this path
+        // bypasses the router, so it checks them here.
+        let config = self.hub.config();
+        let started = match crate::origin::check(
+            &config.allowed_hosts,
+            &config.cors_origins,
+            &axum::http::Method::GET,
+            &head.headers,
+        ) {
+            Ok(()) => start_subscriber(&self.hub, &spec, &head.query, &head.headers).await,
+            Err(err) => Err(err),
+        };
         drop((head, spec));
         let sub = match started {
             Ok(sub) => sub,

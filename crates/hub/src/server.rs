@@ -181,15 +181,6 @@ pub(crate) async fn start_subscriber(
     params: &HashMap<String, String>,
     headers: &HeaderMap,
 ) -> Result<Subscriber, HubError> {
-    // The direct path (`direct.rs`) comes here without the router's
-    // middleware: check `Host` and `Origin` for it too.
-    let config = hub.config();
-    crate::origin::check(
-        &config.allowed_hosts,
-        &config.cors_origins,
-        &Method::GET,
-        headers,
-    )?;
     let spec = Spec::parse(spec).map_err(HubError::BadRequest)?;
     let max = hub.config().max_subscription_topics;
     let parts = spec.topics.len() + spec.patterns.len();
