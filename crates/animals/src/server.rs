@@ -136,6 +136,8 @@ pub(crate) struct FarmInner {
     fault_counters: [Counter; 9],
     /// Non-`200` statuses drawn.
     status_faults: Counter,
+    /// Bytes of `bytes=` bodies alive now (`faults::MAX_BODIES_IN_FLIGHT`).
+    fault_bodies: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Farm {
@@ -160,6 +162,7 @@ impl Farm {
                 fault_counters: Fault::ALL
                     .map(|f| metrics::counter!(metric::FAULTS, "kind" => f.name())),
                 status_faults: metrics::counter!(metric::FAULTS, "kind" => "status"),
+                fault_bodies: Arc::default(),
             }),
         }
     }
@@ -454,18 +457,37 @@ fn draw_answer(
         max_delay: config.max_delay,
         error_rate: config.error_rate,
     };
-    let outcome = faults::draw(&spec, &base, &mut rng);
+    let mut outcome = faults::draw(&spec, &base, &mut rng);
+    // A `bytes=` body is made now, within the bound on such bodies held
+    // at once; past it, this request is refused instead.
+    let mut refused = false;
+    let big = match outcome.bytes {
+        Some(n) if outcome.status == StatusCode::OK => {
+            let made = faults::repeat_to(sound, n, &farm.fault_bodies);
+            if made.is_none() {
+                refused = true;
+                outcome.status = StatusCode::SERVICE_UNAVAILABLE;
+                outcome.fault = None;
+            }
+            made
+        }
+        _ => None,
+    };
     if let Some(fault) = outcome.fault {
         farm.fault_counters[fault.index()].increment(1);
     }
     let status = outcome.status;
-    let body = if status != StatusCode::OK {
+    let body = if refused {
+        let reason = format!(
+            "Too many large bodies in flight (at most {} bytes of bytes= bodies at once); retry later.",
+            faults::MAX_BODIES_IN_FLIGHT
+        );
+        Failure::new(status, json, &reason).body
+    } else if status != StatusCode::OK {
         farm.status_faults.increment(1);
         Failure::new(status, json, &faults::status_reason(status)).body
-    } else if let Some(n) = outcome.bytes {
-        faults::repeat_to(sound, n)
     } else {
-        body
+        big.unwrap_or(body)
     };
     Faulty {
         retry_after: faults::retries_after(status).then_some(config.retry_after_secs),

@@ -39,6 +39,8 @@ pub mod wire;
 pub use scenario::Scenario;
 
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -535,12 +537,48 @@ pub struct Faulty {
     pub retry_after: Option<u32>,
 }
 
-/// The sound repeated (or cut) to exactly `n` bytes.
-pub fn repeat_to(sound: &[u8], n: usize) -> Bytes {
-    if sound.is_empty() {
-        return Bytes::from(vec![b'.'; n]);
+/// Bytes of `bytes=` bodies held at once, all requests together. A body
+/// lives as long as its answer, which a drip or `--max-delay` can stretch to
+/// a minute: without this bound, 16,000 connections asking for 8 MiB each
+/// would hold 128 GB. Past it, a request gets `503` with a reason.
+pub const MAX_BODIES_IN_FLIGHT: usize = 64 * 1024 * 1024;
+
+/// A `bytes=` body, counted in `held` until its last `Bytes` drops.
+struct HeldBody {
+    buf: Vec<u8>,
+    held: Arc<AtomicUsize>,
+}
+
+impl AsRef<[u8]> for HeldBody {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
     }
-    Bytes::from(sound.iter().copied().cycle().take(n).collect::<Vec<u8>>())
+}
+
+impl Drop for HeldBody {
+    fn drop(&mut self) {
+        self.held.fetch_sub(self.buf.len(), Ordering::AcqRel);
+    }
+}
+
+/// The sound repeated (or cut) to exactly `n` bytes, counted in `held`
+/// (bytes of such bodies alive now); `None` when that would pass
+/// [`MAX_BODIES_IN_FLIGHT`].
+pub fn repeat_to(sound: &[u8], n: usize, held: &Arc<AtomicUsize>) -> Option<Bytes> {
+    let before = held.fetch_add(n, Ordering::AcqRel);
+    if before.saturating_add(n) > MAX_BODIES_IN_FLIGHT {
+        held.fetch_sub(n, Ordering::AcqRel);
+        return None;
+    }
+    let buf = if sound.is_empty() {
+        vec![b'.'; n]
+    } else {
+        sound.iter().copied().cycle().take(n).collect()
+    };
+    Some(Bytes::from_owner(HeldBody {
+        buf,
+        held: held.clone(),
+    }))
 }
 
 fn parse_delay_spec(value: &str) -> Result<DelaySpec, String> {
@@ -862,8 +900,16 @@ mod tests {
 
     #[test]
     fn bodies_repeat_the_sound() {
-        assert_eq!(&repeat_to(b"Moo!", 10)[..], b"Moo!Moo!Mo");
-        assert_eq!(repeat_to(b"Moo!", 0).len(), 0);
+        let held = Arc::new(AtomicUsize::new(0));
+        let body = repeat_to(b"Moo!", 10, &held).unwrap();
+        assert_eq!(&body[..], b"Moo!Moo!Mo");
+        assert_eq!(repeat_to(b"Moo!", 0, &held).unwrap().len(), 0);
+        assert_eq!(held.load(Ordering::Acquire), 10, "held while alive");
+        let big = repeat_to(b"Moo!", MAX_BODIES_IN_FLIGHT - 10, &held).unwrap();
+        assert!(repeat_to(b"Moo!", 1, &held).is_none(), "past the bound");
+        drop((body, big));
+        assert_eq!(held.load(Ordering::Acquire), 0, "released with the bodies");
+        assert!(repeat_to(b"Moo!", 1, &held).is_some());
         assert_eq!(
             status_reason(StatusCode::INTERNAL_SERVER_ERROR),
             "The farm answers 500 Internal Server Error."

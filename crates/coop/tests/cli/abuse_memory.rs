@@ -236,3 +236,42 @@ fn resuming_subscribers_that_never_read_do_not_each_copy_the_durable_history() {
     );
     drop(stalled);
 }
+
+#[test]
+fn large_fault_bodies_held_at_once_are_bounded() {
+    let server = Server::start(&["--delay", "0s"]);
+    let pid = server.child.id();
+    let (_, base) = rss(pid);
+    // Eight answers of 8 MiB dripped over 30 s each fill the 64 MiB bound.
+    let ask = "GET /animals/cow?bytes=8388608&drip=30s HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n";
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        let mut s = TcpStream::connect(server.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.write_all(ask.as_bytes()).unwrap();
+        // The head comes at once and the body drips: it is held from now.
+        let mut head = [0u8; 64];
+        let n = s.read(&mut head).unwrap();
+        assert!(head[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &head[..n]);
+        held.push(s);
+    }
+    // One more is refused at once, with a reason.
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(
+        b"GET /animals/cow?bytes=8388608 HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("large bodies in flight"), "{answer}");
+    let (peak, _) = rss(pid);
+    assert!(
+        peak.saturating_sub(base) < 64 * MIB + 48 * MIB,
+        "RSS grew by {} MiB",
+        peak.saturating_sub(base) / MIB
+    );
+    drop(held);
+}
