@@ -60,11 +60,22 @@ pub struct ClientConfig {
     /// the kernel retries dropped SYNs only after 1 s, then 3 s: pacing the
     /// connects is much faster than letting them all race.
     pub max_connecting: usize,
-    /// With HTTP/2, spread requests over this many connections (one pool
-    /// each): a single connection is driven by one task, so one core on
-    /// each side; a few let both cores of client and server work.
+    /// With HTTP/2, spread requests over at least this many connections
+    /// (one pool each): a single connection is driven by one task, so one
+    /// core on each side; a few let both cores of client and server work.
+    /// More are used when `concurrency` needs them: servers allow a few
+    /// hundred streams per connection ([`H2_STREAMS_PER_CONNECTION`]).
     pub http2_connections: usize,
 }
+
+/// Streams the client counts on per HTTP/2 connection: servers commonly
+/// allow 100 to 256 at once (`coop serve`: `--h2-max-streams`, 256 by
+/// default); requests past the server's figure would wait for a free
+/// stream, so concurrency is spread over more connections instead.
+pub const H2_STREAMS_PER_CONNECTION: usize = 250;
+
+/// Most HTTP/2 connections opened, however high the concurrency.
+const MAX_H2_CONNECTIONS: usize = 256;
 
 impl Default for ClientConfig {
     fn default() -> Self {
@@ -197,7 +208,11 @@ impl Client {
         let connecting =
             tower::limit::GlobalConcurrencyLimitLayer::new(config.max_connecting.max(1));
         let pools = if config.http2_prior_knowledge {
-            config.http2_connections.max(1)
+            let needed = config.concurrency.div_ceil(H2_STREAMS_PER_CONNECTION);
+            config
+                .http2_connections
+                .max(needed)
+                .clamp(1, MAX_H2_CONNECTIONS)
         } else {
             1
         };

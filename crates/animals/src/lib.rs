@@ -27,6 +27,6 @@ pub mod server;
 
 pub use catalog::Catalog;
 pub use client::{Client, ClientConfig, Mishaps, Outcome, Timing};
-pub use direct::{Direct, Served};
+pub use direct::Direct;
 pub use error::Error;
 pub use server::{router, Config, Farm};

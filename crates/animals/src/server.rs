@@ -29,7 +29,6 @@
 //! The router has no fallback: `coop serve` merges it with the hub's router
 //! and adds one fallback for the whole server.
 
-use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -388,7 +387,7 @@ pub(crate) fn decide(
     json: bool,
 ) -> Result<Answer, Failure> {
     let raw = name_in_path(path);
-    let name = percent_decode(raw).ok_or_else(|| {
+    let name = gate::decode::path(raw).map_err(|_| {
         Failure::new(
             StatusCode::BAD_REQUEST,
             json,
@@ -506,29 +505,6 @@ fn name_in_path(path: &str) -> &str {
     rest.trim_matches('/')
 }
 
-/// Decodes `%XX` escapes; `None` when an escape is broken or the result is
-/// not UTF-8. Borrows when there is nothing to decode (the usual case).
-pub(crate) fn percent_decode(s: &str) -> Option<Cow<'_, str>> {
-    if !s.contains('%') {
-        return Some(Cow::Borrowed(s));
-    }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3)?;
-            let hex = std::str::from_utf8(hex).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok().map(Cow::Owned)
-}
-
 /// `?delay=` accepts plain seconds (`2`, `0.25`, as httpbin does) or a
 /// humantime duration (`250ms`, `1s`).
 pub fn parse_delay(value: &str) -> Result<Duration, String> {
@@ -561,16 +537,6 @@ mod tests {
         assert_eq!(name_in_path("/animals//cow"), "cow");
         assert_eq!(name_in_path("/animals/cow/"), "cow");
         assert_eq!(name_in_path("/animals/cow/moo"), "cow/moo");
-    }
-
-    #[test]
-    fn percent_decoding() {
-        assert_eq!(percent_decode("cow").unwrap(), "cow");
-        assert_eq!(percent_decode("c%6Fw").unwrap(), "cow");
-        assert_eq!(percent_decode("c%20w").unwrap(), "c w");
-        assert!(percent_decode("c%2").is_none());
-        assert!(percent_decode("c%zzw").is_none());
-        assert!(percent_decode("%ff").is_none());
     }
 
     #[test]

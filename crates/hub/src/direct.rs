@@ -2,34 +2,32 @@
 //!
 //! A streaming response through hyper costs about twice the CPU per
 //! delivery and several KB more per connection than writing to the socket
-//! ourselves. So `coop serve` offers each new connection to [`Takeover`]
-//! first: it peeks at the first request without consuming it, and if that
-//! is a complete HTTP/1.1 `GET /` or `GET /topics/…` head that is not a
-//! WebSocket upgrade, the hub parses it, answers the head itself and then
-//! writes batches straight to the socket, chunked, one `write` per wake-up.
-//! Anything else (publishes, the API, WebSockets, HTTP/2, a head split
-//! over several packets) is handed back untouched to hyper and the router,
-//! where the same subscription logic runs as a streaming body.
+//! ourselves. So [`Takeover`] is a [`gate::FastPath`]: the gate parses each
+//! request head once and shows it here; a plain HTTP/1.1 `GET /` or
+//! `GET /topics/…` that is not a WebSocket upgrade is claimed, the
+//! subscription opened, the head answered here, and then batches are
+//! written straight to the socket, chunked, one `write` per wake-up, by a
+//! task that owns the socket. Anything else (publishes, the API,
+//! WebSockets, HTTP/2, TLS) goes on to hyper and the router, where the
+//! same subscription logic runs as a streaming body.
 //!
 //! Both paths share `server::start_subscriber` (validation, auth, limits,
-//! history) and `Subscriber::next_event` (batches, lag, shutdown), so they
-//! answer the same bytes; the tests run against both.
+//! history), `Subscriber::next_event` (batches, lag, shutdown) and
+//! `HubError::to_bytes` / `into_response` (one rendering of an error), so
+//! they answer the same bytes; the tests run against both.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::http::HeaderMap;
 use bytes::{BufMut, BytesMut};
+use gate::write::{chunk, LAST_CHUNK};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::error::HubError;
 use crate::hub::Hub;
 use crate::server::{start_subscriber, DEFAULT_TOPIC};
 use crate::subscriber::{heartbeat, lagged_notice, shutdown_notice, Event, Subscriber};
-
-/// Largest request head looked at; longer heads go to hyper.
-const PEEK_BYTES: usize = 8 * 1024;
 
 /// Hands streaming subscriptions their own socket. Cheap to clone.
 #[derive(Clone)]
@@ -40,13 +38,11 @@ pub struct Takeover {
     fanout: Option<tokio::runtime::Handle>,
 }
 
-/// A parsed request head.
-struct Head {
-    path: String,
+/// What the subscription needs of its request head, copied out of it.
+struct Request {
+    spec: String,
     query: HashMap<String, String>,
     headers: HeaderMap,
-    /// Bytes of the head (consumed from the socket once taken over).
-    len: usize,
 }
 
 impl Takeover {
@@ -71,45 +67,15 @@ impl Takeover {
         }
     }
 
-    /// Takes `stream` if its first request is a streaming subscription:
-    /// the subscriber then runs in a task of its own (holding `guard`, say
-    /// the server's graceful-shutdown watcher and connection permit, until
-    /// it ends) and this returns `Ok`. Otherwise gives both back untouched
-    /// (nothing consumed) for the HTTP server.
+    /// Opens the subscription and, if it is allowed, moves the socket to
+    /// a task of its own (holding the connection's place in the gate's
+    /// limits and drain until it ends).
     ///
     /// The subscriber gets a fresh, small task rather than living inside
-    /// the caller's connection task, whose state is sized for everything
-    /// an HTTP connection may do: that is most of what 10,000 idle
+    /// the gate's connection task: that is most of what 10,000 idle
     /// subscribers would otherwise cost.
-    pub async fn try_take<G: Send + 'static>(
-        &self,
-        mut stream: TcpStream,
-        peer: SocketAddr,
-        guard: G,
-    ) -> Result<(), (TcpStream, G)> {
-        let mut peek = vec![0u8; PEEK_BYTES];
-        let n = match stream.peek(&mut peek).await {
-            Ok(n) => n,
-            Err(_) => return Err((stream, guard)),
-        };
-        let Some(head) = parse_head(&peek[..n]) else {
-            return Err((stream, guard));
-        };
-        let spec = if head.path == "/" {
-            DEFAULT_TOPIC.to_string()
-        } else if let Some(spec) = head.path.strip_prefix("/topics/") {
-            percent_decode(spec)
-        } else {
-            return Err((stream, guard));
-        };
-        drop(peek);
-        // Consume the head we parsed (it is in the kernel buffer already).
-        let mut sink = vec![0u8; head.len];
-        if stream.read_exact(&mut sink).await.is_err() {
-            return Ok(());
-        }
-        drop(sink);
-        let _ = stream.set_nodelay(true);
+    async fn take(self, mut conn: gate::Conn, request: Request) -> gate::Next {
+        let peer = conn.peer();
         // The router checks `Host` and `Origin` in a middleware; this path
         // bypasses the router, so it checks them here.
         let config = self.hub.config();
@@ -117,42 +83,81 @@ impl Takeover {
             &config.allowed_hosts,
             &config.cors_origins,
             &axum::http::Method::GET,
-            &head.headers,
+            &request.headers,
         ) {
-            Ok(()) => start_subscriber(&self.hub, &spec, &head.query, &head.headers).await,
+            Ok(()) => {
+                start_subscriber(&self.hub, &request.spec, &request.query, &request.headers).await
+            }
             Err(err) => Err(err),
         };
-        drop((head, spec));
+        drop(request);
         let sub = match started {
             Ok(sub) => sub,
             Err(err) => {
                 tracing::debug!(%peer, %err, "direct subscription refused");
-                let _ = stream.write_all(&error_response(&err)).await;
-                let _ = stream.shutdown().await;
-                return Ok(());
+                let _ = conn.stream().write_all(&err.to_bytes()).await;
+                let _ = conn.stream().shutdown().await;
+                return gate::Next::Done;
             }
         };
+        let (stream, held) = conn.into_parts();
         match &self.fanout {
             None => {
                 tokio::spawn(async move {
                     run(stream, sub).await;
-                    drop(guard);
+                    drop(held);
                 });
             }
             Some(rt) => {
                 // Move the socket to the fan-out runtime's reactor.
                 let Ok(std) = stream.into_std() else {
-                    return Ok(());
+                    return gate::Next::Done;
                 };
                 rt.spawn(async move {
                     if let Ok(stream) = TcpStream::from_std(std) {
                         run(stream, sub).await;
                     }
-                    drop(guard);
+                    drop(held);
                 });
             }
         }
-        Ok(())
+        gate::Next::Done
+    }
+}
+
+impl gate::FastPath for Takeover {
+    /// Claims a plain HTTP/1.1 `GET /` or `GET /topics/…` (not a
+    /// WebSocket upgrade); everything else goes on to hyper, where the same
+    /// subscription logic runs as a streaming body.
+    fn claim(&self, head: &gate::Head<'_>, _peer: SocketAddr) -> Option<gate::Answer> {
+        if head.method != "GET" || !head.is_simple() {
+            return None;
+        }
+        let spec = if head.path == "/" {
+            DEFAULT_TOPIC.to_string()
+        } else {
+            // A path that is not UTF-8 once decoded: hyper's side answers
+            // it (`400`), as for every other path.
+            gate::decode::path(head.path.strip_prefix("/topics/")?)
+                .ok()?
+                .into_owned()
+        };
+        let query = head
+            .query
+            .map(|q| {
+                gate::decode::query(q)
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let headers = head.header_map()?;
+        let takeover = self.clone();
+        let request = Request {
+            spec,
+            query,
+            headers,
+        };
+        Some(Box::new(move |conn| Box::pin(takeover.take(conn, request))))
     }
 }
 
@@ -160,12 +165,12 @@ impl Takeover {
 async fn run(mut stream: TcpStream, mut sub: Subscriber) {
     let format = sub.format();
     let mut buf = BytesMut::with_capacity(512);
-    buf.put_slice(b"HTTP/1.1 200 OK\r\ncontent-type: ");
-    buf.put_slice(format.content_type().as_bytes());
-    buf.put_slice(
-        b"\r\ncache-control: no-cache\r\nx-accel-buffering: no\r\n\
-          transfer-encoding: chunked\r\nconnection: close\r\n\r\n",
-    );
+    gate::write::Head::new(&mut buf, axum::http::StatusCode::OK)
+        .header("content-type", format.content_type())
+        .header("cache-control", "no-cache")
+        .header("x-accel-buffering", "no")
+        .header("connection", "close")
+        .chunked();
     if format.is_sse() {
         chunk(&mut buf, |b| b.put_slice(crate::transport::sse::PREAMBLE));
     }
@@ -219,7 +224,7 @@ async fn run(mut stream: TcpStream, mut sub: Subscriber) {
             Event::Idle => true,
         };
         if last {
-            buf.put_slice(b"0\r\n\r\n");
+            buf.put_slice(LAST_CHUNK);
         }
         // A client that stops reading fills its socket buffer and then
         // blocks this write: past `--write-timeout` it is dropped, and so
@@ -229,148 +234,5 @@ async fn run(mut stream: TcpStream, mut sub: Subscriber) {
             let _ = wr.shutdown().await;
             return;
         }
-    }
-}
-
-/// Appends one HTTP/1.1 chunk whose data `fill` writes. The size line is
-/// reserved first with a fixed width (leading zeros are allowed) and
-/// patched after, so the data is copied once.
-fn chunk(buf: &mut BytesMut, fill: impl FnOnce(&mut BytesMut)) {
-    let at = buf.len();
-    buf.put_slice(b"00000000\r\n");
-    let data = buf.len();
-    fill(buf);
-    let len = buf.len() - data;
-    if len == 0 {
-        buf.truncate(at);
-        return;
-    }
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for (i, byte) in buf[at..at + 8].iter_mut().enumerate() {
-        *byte = HEX[(len >> (28 - 4 * i)) & 0xf];
-    }
-    buf.put_slice(b"\r\n");
-}
-
-fn error_response(err: &HubError) -> Vec<u8> {
-    let status = err.status();
-    let body = format!("{err}\n");
-    let mut extra = String::new();
-    match err {
-        HubError::RateLimited(secs) => extra.push_str(&format!("retry-after: {secs}\r\n")),
-        HubError::Unavailable(_) => extra.push_str("retry-after: 1\r\n"),
-        HubError::Unauthorized(_) => extra.push_str("www-authenticate: Bearer\r\n"),
-        _ => {}
-    }
-    format!(
-        "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\n{extra}content-length: {}\r\nconnection: close\r\n\r\n{body}",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or(""),
-        body.len()
-    )
-    .into_bytes()
-}
-
-/// Parses a complete HTTP/1.1 GET head that is not an upgrade; `None` for
-/// anything else (the caller then leaves the connection to hyper).
-fn parse_head(bytes: &[u8]) -> Option<Head> {
-    let end = bytes.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let text = std::str::from_utf8(&bytes[..end]).ok()?;
-    let mut lines = text.split("\r\n");
-    let mut request = lines.next()?.split(' ');
-    let (method, target, version) = (request.next()?, request.next()?, request.next()?);
-    // HTTP/1.0 has no chunked encoding: leave it to hyper.
-    if method != "GET" || version != "HTTP/1.1" || request.next().is_some() {
-        return None;
-    }
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let mut headers = HeaderMap::new();
-    for line in lines {
-        let (name, value) = line.split_once(':')?;
-        let name = HeaderName::from_bytes(name.trim().as_bytes()).ok()?;
-        let value = HeaderValue::from_str(value.trim()).ok()?;
-        headers.append(name, value);
-    }
-    if headers.contains_key(axum::http::header::UPGRADE) {
-        return None;
-    }
-    let query = query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect();
-    Some(Head {
-        path: path.to_string(),
-        query,
-        headers,
-        len: end + 4,
-    })
-}
-
-/// Decodes `%XX` escapes and `+` (as in query strings); invalid escapes
-/// stay as they are.
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' if i + 2 < b.len() => {
-                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(v) => {
-                        out.push(v);
-                        i += 3;
-                    }
-                    None => {
-                        out.push(b'%');
-                        i += 1;
-                    }
-                }
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn heads_are_parsed_or_left_to_hyper() {
-        let h = parse_head(b"GET /topics/a,b?since=5&token=x%2By HTTP/1.1\r\nHost: h\r\nAccept: text/event-stream\r\n\r\n").unwrap();
-        assert_eq!(h.path, "/topics/a,b");
-        assert_eq!(h.query["since"], "5");
-        assert_eq!(h.query["token"], "x+y");
-        assert_eq!(h.headers["accept"], "text/event-stream");
-        assert!(parse_head(b"POST / HTTP/1.1\r\n\r\n").is_none());
-        assert!(
-            parse_head(b"GET / HTTP/1.1\r\nHost: h\r\n").is_none(),
-            "incomplete"
-        );
-        assert!(parse_head(b"GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n").is_none());
-        assert!(parse_head(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").is_none());
-        assert!(parse_head(b"GET / HTTP/1.0\r\n\r\n").is_none());
-    }
-
-    #[test]
-    fn chunks_have_a_fixed_width_size_line() {
-        let mut b = BytesMut::new();
-        chunk(&mut b, |b| b.put_slice(b"hello\r\n"));
-        chunk(&mut b, |_| {});
-        assert_eq!(&b[..], b"00000007\r\nhello\r\n\r\n");
-        assert_eq!(percent_decode("a%20b%zz%"), "a b%zz%");
     }
 }

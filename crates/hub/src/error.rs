@@ -53,29 +53,52 @@ impl HubError {
     }
 }
 
-impl IntoResponse for HubError {
-    fn into_response(self) -> Response {
-        let status = self.status();
-        if status.is_server_error() {
+impl HubError {
+    /// The header that goes with the status, if any: when to retry, or
+    /// how to authenticate.
+    pub fn extra_header(&self) -> Option<(&'static str, String)> {
+        match self {
+            HubError::RateLimited(secs) => Some(("retry-after", secs.to_string())),
+            HubError::Unavailable(_) => Some(("retry-after", "1".into())),
+            HubError::Unauthorized(_) => Some(("www-authenticate", "Bearer".into())),
+            _ => None,
+        }
+    }
+
+    /// Logs a failure on the server's side (5xx), whichever path answers.
+    fn note(&self) {
+        if self.status().is_server_error() {
             tracing::warn!(error = %self, "hub request failed");
         }
-        let mut resp = (status, format!("{self}\n")).into_response();
+    }
+
+    /// The whole answer for a socket the hub writes itself (the fast path):
+    /// the same status, headers and body as [`IntoResponse`], through the
+    /// gate's one error writer, and `connection: close`.
+    pub fn to_bytes(&self) -> bytes::BytesMut {
+        self.note();
+        let extra = self.extra_header();
+        let extra: Vec<(&str, &[u8])> = extra
+            .iter()
+            .map(|(name, value)| (*name, value.as_bytes()))
+            .collect();
+        gate::write::error(self.status(), &self.to_string(), &extra)
+    }
+}
+
+impl IntoResponse for HubError {
+    fn into_response(self) -> Response {
+        self.note();
+        let mut resp = (self.status(), format!("{self}\n")).into_response();
         let headers = resp.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
-        match &self {
-            HubError::RateLimited(secs) => {
-                headers.insert(header::RETRY_AFTER, HeaderValue::from(*secs));
+        if let Some((name, value)) = self.extra_header() {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.insert(name, value);
             }
-            HubError::Unavailable(_) => {
-                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            }
-            HubError::Unauthorized(_) => {
-                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            }
-            _ => {}
         }
         resp
     }

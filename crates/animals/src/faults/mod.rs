@@ -198,14 +198,11 @@ impl Spec {
     pub fn from_query(query: &str) -> Result<Option<Spec>, String> {
         let mut spec = Spec::default();
         let mut any = false;
-        for pair in query.split('&') {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            if !PARAMS.contains(&key) {
+        // Decoded by the gate's one rule, as the router's `Query` does.
+        for (key, value) in gate::decode::query(query) {
+            let Some(key) = PARAMS.iter().find(|p| **p == key) else {
                 continue;
-            }
-            let value = decode(value).ok_or_else(|| {
-                format!("Bad {key}: the value is not valid percent-encoded UTF-8.")
-            })?;
+            };
             spec.set(key, &value)?;
             any = true;
         }
@@ -646,11 +643,6 @@ fn parse_statuses(value: &str) -> Result<Vec<(StatusCode, f64)>, String> {
         return Err(bad("the weights add up to zero."));
     }
     Ok(out)
-}
-
-/// Decodes `%XX` escapes (and nothing else); `None` when broken.
-fn decode(s: &str) -> Option<std::borrow::Cow<'_, str>> {
-    crate::server::percent_decode(s)
 }
 
 #[cfg(test)]

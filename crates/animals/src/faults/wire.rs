@@ -15,7 +15,6 @@
 
 use std::time::Duration;
 
-use http::StatusCode;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -162,7 +161,7 @@ fn reset(stream: &TcpStream) -> std::io::Result<()> {
 async fn wait(stream: &TcpStream, d: Duration) -> Result<(), ()> {
     tokio::select! {
         _ = tokio::time::sleep(d) => Ok(()),
-        _ = crate::direct::closed(stream) => Err(()),
+        _ = gate::peer_closed(stream) => Err(()),
     }
 }
 
@@ -215,34 +214,27 @@ enum Framing {
     Chunked,
 }
 
-/// The answer's head, as the fast path writes it.
+/// The answer's head, written by the gate's writer as every fast path's.
 fn head(f: &Faulty, framing: Framing, close: bool) -> Vec<u8> {
-    let status: StatusCode = f.outcome.status;
-    let mut out = Vec::with_capacity(256);
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\ncontent-type: ");
-    out.extend_from_slice(if f.json {
-        b"application/json".as_slice()
+    let mut out = bytes::BytesMut::with_capacity(256);
+    let content_type = if f.json {
+        "application/json"
     } else {
-        b"text/plain; charset=utf-8".as_slice()
-    });
+        "text/plain; charset=utf-8"
+    };
+    let mut head =
+        gate::write::Head::new(&mut out, f.outcome.status).header("content-type", content_type);
     if let Some(secs) = f.retry_after {
-        out.extend_from_slice(format!("\r\nretry-after: {secs}").as_bytes());
+        head = head.header("retry-after", secs.to_string());
     }
     if close {
-        out.extend_from_slice(b"\r\nconnection: close");
+        head = head.header("connection", "close");
     }
     match framing {
-        Framing::Length(n) => out.extend_from_slice(format!("\r\ncontent-length: {n}").as_bytes()),
-        Framing::Chunked => out.extend_from_slice(b"\r\ntransfer-encoding: chunked"),
+        Framing::Length(n) => head.sized(n),
+        Framing::Chunked => head.chunked(),
     }
-    out.extend_from_slice(b"\r\ndate: ");
-    crate::direct::with_date(|date| out.extend_from_slice(date));
-    out.extend_from_slice(b"\r\n\r\n");
-    out
+    out.to_vec()
 }
 
 #[cfg(test)]

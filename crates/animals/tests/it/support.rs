@@ -8,14 +8,20 @@ use std::time::Duration;
 
 use animals::{Catalog, Config, Farm};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
 
-/// Serves `router` on 127.0.0.1:0 in a background task (stopped when the
-/// test's runtime ends) and returns the address.
+/// Serves `router` on 127.0.0.1:0 through the gate, hyper only, in a
+/// background task (stopped when the test's runtime ends) and returns the
+/// address.
 pub async fn serve(router: axum::Router) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    serve_gate(gate::Gate::new(router, gate::Limits::default()))
+}
+
+fn serve_gate(gate: gate::Gate) -> SocketAddr {
+    let listener = gate::listen("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    tokio::spawn(gate.run(listener, CancellationToken::new()));
     addr
 }
 
@@ -28,7 +34,16 @@ pub async fn farm(delay: Duration) -> SocketAddr {
     .await
 }
 
+/// The farm served as `coop serve` serves it: the gate, the fast path
+/// first, hyper and the router for the rest.
 pub async fn farm_with(config: Config) -> SocketAddr {
+    let farm = Farm::new(Catalog::builtin(), config);
+    let direct = animals::Direct::new(farm.clone(), CancellationToken::new());
+    serve_gate(gate::Gate::new(animals::router(farm), gate::Limits::default()).fast_path(direct))
+}
+
+/// The farm through hyper and the router only (no fast path).
+pub async fn farm_via_hyper(config: Config) -> SocketAddr {
     serve(animals::router(Farm::new(Catalog::builtin(), config))).await
 }
 

@@ -1,52 +1,34 @@
-//! `coop serve`: binds the socket, builds one router from the Animals API and
-//! the hub, adds `/healthz` and `/metrics`, and serves until a signal.
-//! (Owned by the Animals API work; the hub plugs in through `hub_args`.)
+//! `coop serve`: builds one router from the Animals API and the hub, adds
+//! `/healthz` and `/metrics`, and hands it with the two fast paths to the
+//! front door (`gate`), which owns every connection: accepting, limits,
+//! timeouts, one head parse, fast paths or hyper, TLS and the drain.
 //!
-//! The accept loop is written out here rather than using `axum::serve`,
-//! because a production farm needs what `axum::serve` does not offer:
+//! What the binary itself owns:
 //!
-//! - HTTP/1.1 and HTTP/2 cleartext with prior knowledge on the same port
-//!   (hyper-util's `auto` builder sniffs the h2 preface), with many streams
-//!   per h2 connection (`--h2-max-streams`);
-//! - a connection limit (`--max-connections`): past it, a new connection
-//!   gets a plain `503` with `Retry-After` and is closed;
-//! - a header read timeout (`--header-timeout`): a client that never sends,
-//!   or sends its headers byte by byte (slowloris), is cut off;
-//! - bounded request heads (`--max-header-bytes`: hyper answers `431`) and
-//!   bodies (`--max-body-bytes` for handlers that read one);
-//! - running out of file descriptors (`EMFILE`/`ENFILE`) logged clearly
-//!   with a short back-off, instead of a busy loop or a crash;
+//! - the flags (each limit of the gate has one, with a default);
 //! - `/metrics` (Prometheus text) on the main port, behind the hub's token
 //!   when `--auth-secret` is set (a subscribe claim of `**`: the figures
 //!   cover every topic), or on its own address with `--metrics-addr` (then
 //!   not on the main port, and without a token: keep it private);
-//! - graceful shutdown: SIGINT/SIGTERM cancel one `CancellationToken`
-//!   (shared with the hub), accepting stops, in-flight requests finish
-//!   within `--drain-timeout`, then the process exits 0.
+//! - signals: SIGINT/SIGTERM cancel one `CancellationToken` (shared with
+//!   the hub and the gate), accepting stops, in-flight requests finish
+//!   within `--drain-timeout`, then the process exits 0; SIGHUP reloads
+//!   the TLS certificate.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
-use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Query};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use clap::Args;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::hub_args::{self, HubArgs};
@@ -127,12 +109,37 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(1..), env = "COOP_MAX_CONNECTIONS")]
     pub max_connections: u32,
 
-    /// Concurrent streams allowed on one HTTP/2 connection.
-    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..), env = "COOP_H2_MAX_STREAMS")]
+    /// Open connections from one client address at most (IPv4, or IPv6
+    /// /64); more get `503` and are closed. The default leaves a quarter
+    /// of `--max-connections` to other clients.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..), env = "COOP_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<u32>,
+
+    /// Requests being answered at once, over every connection and HTTP/2
+    /// stream; more get `503` with `Retry-After`. A streaming answer
+    /// (a subscription) counts until its head is sent.
+    #[arg(long, default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(1..), env = "COOP_MAX_IN_FLIGHT")]
+    pub max_in_flight: u32,
+
+    /// Concurrent streams allowed on one HTTP/2 connection (clients wait
+    /// for a free stream past it).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..), env = "COOP_H2_MAX_STREAMS")]
     pub h2_max_streams: u32,
 
+    /// Serve TLS with this certificate chain (PEM, leaf first); needs
+    /// `--tls-key`. Browsers then speak HTTP/2 (ALPN), so one connection
+    /// carries every stream of a page. Reloaded on SIGHUP and when the
+    /// file changes.
+    #[arg(long, value_name = "FILE", requires = "tls_key", env = "COOP_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of `--tls-cert` (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE", requires = "tls_cert", env = "COOP_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+
     /// Time a client has to send a request's headers (and the first byte
-    /// of a new connection). Slower clients are disconnected.
+    /// of a new connection, or the TLS handshake), and how long an idle
+    /// keep-alive connection stays open. Slower clients are disconnected.
     #[arg(long, default_value = "10s", value_parser = parse_nonzero_duration, env = "COOP_HEADER_TIMEOUT")]
     pub header_timeout: Duration,
 
@@ -194,19 +201,6 @@ fn parse_rate(s: &str) -> Result<f64, String> {
         _ => Err(format!("{s:?} is not a share between 0 and 1 (like 0.05)")),
     }
 }
-
-/// Kernel accept queue length: a burst of thousands of clients connecting
-/// at once (`coop speak` with 10,000 animals) must not overflow it, or their
-/// SYNs are retried a second later. Linux caps it at `net.core.somaxconn`.
-const LISTEN_BACKLOG: u32 = 16_384;
-
-/// Connections over the limit being answered `503` at once; more than this
-/// are closed without an answer (the kernel's RST is the answer).
-const REJECT_SLOTS: usize = 256;
-
-/// Pause after `EMFILE`/`ENFILE` before accepting again: the error repeats
-/// until some connection closes, so retrying at once would spin a core.
-const FD_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Latency buckets in seconds: the farm's answers range from instant (404,
 /// `--delay 0`) to the talk's 5 s and beyond.
@@ -285,8 +279,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // behind the hub's token when auth is on (see `--metrics-addr`).
     let router = match args.metrics_addr {
         Some(addr) => {
-            let listener =
-                listen(addr).with_context(|| format!("cannot listen on --metrics-addr {addr}"))?;
+            let listener = gate::listen(addr)
+                .with_context(|| format!("cannot listen on --metrics-addr {addr}"))?;
             let local = listener.local_addr()?;
             tracing::info!(%local, "serving /metrics on its own address");
             let app = Router::new().route("/metrics", get(move || render_metrics(metrics.clone())));
@@ -321,15 +315,28 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
     };
 
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let tls = gate::tls::Tls::from_files(cert, key)
+                .map_err(|e| ConfigError(e.to_string()))
+                .context("bad TLS files")?;
+            tls.watch(TLS_WATCH_EVERY, shutdown.clone());
+            spawn_reload_on_hangup(tls.clone())?;
+            Some(tls)
+        }
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+
     let addr = SocketAddr::new(args.bind, args.port);
-    let listener = listen(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    let listener = gate::listen(addr).with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
     let router = router.merge(crate::web::router(local));
     // The one line on stdout: scripts and tests wait for it.
     {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
-        writeln!(out, "coop listening on http://{local}")?;
+        writeln!(out, "coop listening on {scheme}://{local}")?;
         out.flush()?;
     }
     tracing::info!(%local, delay = ?args.delay, "serving the farm");
@@ -344,18 +351,43 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         );
     }
 
-    let graceful = accept_loop(listener, router, direct, takeover, &args, shutdown.clone()).await;
+    let limits = gate::Limits {
+        max_connections: args.max_connections as usize,
+        max_connections_per_ip: args
+            .max_connections_per_ip
+            .map_or(args.max_connections as usize * 3 / 4, |n| n as usize)
+            .max(1),
+        max_in_flight: args.max_in_flight as usize,
+        h2_max_streams: args.h2_max_streams,
+        header_timeout: args.header_timeout,
+        max_header_bytes: args.max_header_bytes as usize,
+    };
+    // Plain animal requests are answered without hyper (animals'
+    // `direct.rs`), streaming subscribers own their socket (hub's
+    // `direct.rs`); hyper and the router serve the rest.
+    let mut front = gate::Gate::new(router, limits);
+    if let Some(direct) = direct {
+        front = front.fast_path(direct);
+    }
+    if let Some(takeover) = takeover {
+        front = front.fast_path(takeover);
+    }
+    if let Some(tls) = tls {
+        front = front.tls(tls);
+    }
+    let drain = front.run(listener, shutdown.clone()).await;
 
     tracing::info!(
-        connections = graceful.count(),
+        connections = drain.connections(),
         "shutting down: no longer accepting, draining in-flight requests"
     );
-    match tokio::time::timeout(args.drain_timeout, graceful.shutdown()).await {
-        Ok(()) => tracing::info!("drained; bye"),
-        Err(_) => tracing::warn!(
+    if drain.finish(args.drain_timeout).await {
+        tracing::info!("drained; bye");
+    } else {
+        tracing::warn!(
             drain_timeout = ?args.drain_timeout,
             "requests still in flight after the drain timeout; closing them"
-        ),
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -391,6 +423,24 @@ fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     Ok(handle)
 }
 
+/// How often the TLS files are checked for a change.
+const TLS_WATCH_EVERY: Duration = Duration::from_secs(5);
+
+/// SIGHUP reloads the TLS certificate and key (a failed reload keeps the
+/// current ones and says why).
+fn spawn_reload_on_hangup(tls: gate::tls::Tls) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            if let Err(err) = tls.reload() {
+                tracing::error!(error = %err, "SIGHUP: cannot reload the TLS files; keeping the current certificate");
+            }
+        }
+    });
+    Ok(())
+}
+
 /// First SIGINT or SIGTERM cancels `shutdown` (graceful); a second one
 /// exits at once, for an operator who does not want to wait for the drain.
 fn spawn_signal_handler(shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -412,175 +462,4 @@ fn spawn_signal_handler(shutdown: CancellationToken) -> anyhow::Result<()> {
         std::process::exit(1);
     });
     Ok(())
-}
-
-fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    // Restarting the server must not wait for old connections in TIME_WAIT.
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(LISTEN_BACKLOG)
-}
-
-/// Accepts until `shutdown` is cancelled; returns the watcher of the
-/// connections still open, for the drain.
-async fn accept_loop(
-    listener: TcpListener,
-    router: Router,
-    direct: Option<animals::Direct>,
-    takeover: Option<hub::Takeover>,
-    args: &ServeArgs,
-    shutdown: CancellationToken,
-) -> GracefulShutdown {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(args.header_timeout)
-        .max_buf_size(args.max_header_bytes as usize);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(args.h2_max_streams);
-    let builder = Arc::new(builder);
-
-    let graceful = GracefulShutdown::new();
-    let permits = Arc::new(Semaphore::new(args.max_connections as usize));
-    let reject_slots = Arc::new(Semaphore::new(REJECT_SLOTS));
-    let header_timeout = args.header_timeout;
-    let mut last_fd_warning: Option<Instant> = None;
-
-    loop {
-        let accepted = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(pair) => pair,
-            Err(err) => {
-                if is_out_of_fds(&err) {
-                    if last_fd_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
-                        tracing::error!(
-                            error = %err,
-                            "too many open files: raise ulimit -n (or lower --max-connections); \
-                             pausing accept briefly"
-                        );
-                        last_fd_warning = Some(Instant::now());
-                    }
-                    tokio::time::sleep(FD_BACKOFF).await;
-                } else {
-                    // ECONNABORTED and friends: that one client is gone.
-                    tracing::debug!(error = %err, "accept failed");
-                }
-                continue;
-            }
-        };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tracing::debug!(%peer, "connection limit reached: answering 503");
-            if let Ok(slot) = reject_slots.clone().try_acquire_owned() {
-                tokio::spawn(async move {
-                    reject(stream).await;
-                    drop(slot);
-                });
-            }
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        // The peer address as `ConnectInfo`, for per-client limits (the
-        // hub's publish rate).
-        let service = TowerToHyperService::new(tower::ServiceExt::map_request(
-            router.clone(),
-            move |mut req: axum::extract::Request<hyper::body::Incoming>| {
-                req.extensions_mut()
-                    .insert(axum::extract::ConnectInfo(peer));
-                req
-            },
-        ));
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        let shutdown = shutdown.clone();
-        let takeover = takeover.clone();
-        let direct = direct.clone();
-        tokio::spawn(async move {
-            // hyper's header timeout starts once it reads a request; a
-            // client that connects and sends nothing is cut off here.
-            // (`peek` waits for real data; `readable()` may report a fresh
-            // socket ready before anything arrived.)
-            let mut first = [0u8; 1];
-            let first_byte = tokio::select! {
-                peeked = tokio::time::timeout(header_timeout, stream.peek(&mut first)) => peeked,
-                _ = shutdown.cancelled() => return,
-            };
-            if !matches!(first_byte, Ok(Ok(1))) {
-                tracing::debug!(%peer, "closed: nothing sent within the header timeout");
-                return;
-            }
-            // Plain animal requests are answered without hyper (animals'
-            // `direct.rs`) for as long as the connection sends only those.
-            // hyper then serves the rest, re-reading what was read of the
-            // request that is not for this path.
-            let (stream, read) = match &direct {
-                Some(direct) => match direct.serve(stream).await {
-                    animals::Served::Done => return,
-                    animals::Served::Other(stream, read) => (stream, read),
-                },
-                None => (stream, Bytes::new()),
-            };
-            // Streaming subscribers own their socket (hub's `direct.rs`),
-            // in a task of their own that keeps `watcher` and `permit`
-            // until it ends, so the drain waits for them. That fast path
-            // peeks at a fresh request: not for one already partly read.
-            let (stream, (watcher, permit)) = match &takeover {
-                Some(takeover) if read.is_empty() => {
-                    match takeover.try_take(stream, peer, (watcher, permit)).await {
-                        Ok(()) => return,
-                        Err(back) => back,
-                    }
-                }
-                _ => (stream, (watcher, permit)),
-            };
-            let io = animals::direct::Rewound::new(read, stream);
-            let conn = builder
-                .serve_connection_with_upgrades(TokioIo::new(io), service)
-                .into_owned();
-            // Boxed, so that a connection the hub took over (above) does
-            // not carry the size of hyper's connection state all its life.
-            if let Err(err) = Box::pin(watcher.watch(conn)).await {
-                tracing::debug!(%peer, error = %err, "connection ended with an error");
-            }
-            drop(permit);
-        });
-    }
-    graceful
-}
-
-fn is_out_of_fds(err: &std::io::Error) -> bool {
-    // EMFILE (process limit) = 24, ENFILE (system limit) = 23 on Linux.
-    matches!(err.raw_os_error(), Some(23) | Some(24))
-}
-
-/// Tells a client over the connection limit why it is refused, then closes.
-/// The request is read (briefly) before closing, so the kernel does not
-/// reset the connection under the client's feet before it reads the 503.
-async fn reject(mut stream: TcpStream) {
-    const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
-content-type: text/plain; charset=utf-8\r\n\
-retry-after: 1\r\n\
-connection: close\r\n\
-content-length: 47\r\n\
-\r\n\
-Too many connections: the farm is at its limit.";
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        stream.write_all(BUSY).await?;
-        stream.shutdown().await?;
-        let mut sink = [0u8; 1024];
-        while stream.read(&mut sink).await? > 0 {}
-        std::io::Result::Ok(())
-    })
-    .await;
 }

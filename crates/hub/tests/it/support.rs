@@ -37,44 +37,17 @@ impl TestHub {
     async fn start_with(config: Config, direct: bool) -> TestHub {
         let shutdown = CancellationToken::new();
         let hub = backend_for_tests(config, shutdown.clone()).await;
-        let router = hub::router(hub.clone());
-        let takeover = direct.then(|| hub::Takeover::new(hub.clone()));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        // The front door `coop serve` uses, in-process.
+        let mut gate = gate::Gate::new(hub::router(hub.clone()), gate::Limits::default());
+        if direct {
+            gate = gate.fast_path(hub::Takeover::new(hub.clone()));
+        }
+        let listener = gate::listen("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = shutdown.clone();
         let server = tokio::spawn(async move {
-            let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-            loop {
-                let (stream, peer) = tokio::select! {
-                    _ = stop.cancelled() => break,
-                    accepted = listener.accept() => accepted.unwrap(),
-                };
-                let router = router
-                    .clone()
-                    .layer(axum::Extension(axum::extract::ConnectInfo(peer)));
-                let takeover = takeover.clone();
-                let watcher = graceful.watcher();
-                tokio::spawn(async move {
-                    let (stream, watcher) = match takeover {
-                        Some(t) => match t.try_take(stream, peer, watcher).await {
-                            Ok(()) => return,
-                            Err(back) => back,
-                        },
-                        None => (stream, watcher),
-                    };
-                    let builder = hyper_util::server::conn::auto::Builder::new(
-                        hyper_util::rt::TokioExecutor::new(),
-                    );
-                    let conn = builder
-                        .serve_connection_with_upgrades(
-                            hyper_util::rt::TokioIo::new(stream),
-                            hyper_util::service::TowerToHyperService::new(router),
-                        )
-                        .into_owned();
-                    let _ = watcher.watch(conn).await;
-                });
-            }
-            graceful.shutdown().await;
+            let drain = gate.run(listener, stop).await;
+            drain.finish(WAIT).await;
         });
         TestHub {
             addr,

@@ -1,0 +1,305 @@
+//! One connection's life: read a head, show it to the fast paths, answer
+//! or hand the connection (with what was read) to hyper.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::Router;
+use bytes::{Buf, Bytes, BytesMut};
+use http::StatusCode;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::head::{self, Parsed, H2_PREFACE};
+use crate::limits::InFlight;
+use crate::{tls, Conn, FastPath, Held, Limits, Next, Refusal};
+
+/// What every connection task shares.
+pub(crate) struct Shared {
+    router: Router,
+    paths: Vec<Arc<dyn FastPath>>,
+    limits: Limits,
+    in_flight: InFlight,
+    tls: Option<tls::Tls>,
+    shutdown: CancellationToken,
+    hyper: auto::Builder<TokioExecutor>,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        router: Router,
+        paths: Vec<Arc<dyn FastPath>>,
+        limits: Limits,
+        in_flight: InFlight,
+        tls: Option<tls::Tls>,
+        shutdown: CancellationToken,
+    ) -> Shared {
+        let mut hyper = auto::Builder::new(TokioExecutor::new());
+        hyper
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_timeout)
+            .max_buf_size(limits.max_header_bytes.max(8192));
+        hyper
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(limits.h2_max_streams);
+        Shared {
+            router,
+            paths,
+            limits,
+            in_flight,
+            tls,
+            shutdown,
+            hyper,
+        }
+    }
+}
+
+/// Serves one accepted connection to its end.
+pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, held: Held) {
+    if let Some(tls) = &shared.tls {
+        // Boxed: the TLS state is large and only this connection needs it.
+        return Box::pin(serve_tls(tls.clone(), shared.clone(), stream, peer, held)).await;
+    }
+    let mut conn = Conn {
+        stream,
+        peer,
+        held,
+        shutdown: shared.shutdown.clone(),
+    };
+    // Bytes read and not yet answered: empty (and unallocated) between
+    // requests, more only while a head arrives or when a client pipelines.
+    let mut buf = BytesMut::new();
+    // Set once a request on this connection was HTTP/1.x: it stays so.
+    let mut http1 = false;
+    loop {
+        let deadline = Instant::now() + shared.limits.header_timeout;
+        let claimed = loop {
+            match head::parse(&buf) {
+                Parsed::Complete(head) => {
+                    http1 = true;
+                    break shared
+                        .paths
+                        .iter()
+                        .find_map(|path| path.claim(&head, peer))
+                        .map(|answer| (head.len, answer));
+                }
+                Parsed::Invalid => break None,
+                Parsed::Partial if buf.len() >= shared.limits.max_header_bytes => break None,
+                Parsed::Partial => {}
+            }
+            // Idle between requests (or before the first): shutting down
+            // closes the connection; a head on its way is waited for.
+            let idle = buf.is_empty();
+            let read = tokio::select! {
+                read = read_more(&conn.stream, &mut buf, deadline) => read,
+                _ = shared.shutdown.cancelled(), if idle => return,
+            };
+            match read {
+                Ok(0) | Err(_) => {
+                    if !buf.is_empty() {
+                        tracing::debug!(%peer, "closed: request head not complete within the header timeout");
+                    }
+                    return;
+                }
+                Ok(_) => {}
+            }
+        };
+
+        let Some((len, answer)) = claimed else {
+            break;
+        };
+        let Some(permit) = shared.in_flight.try_start() else {
+            let _ = conn.stream.write_all(&Refusal::InFlight.to_bytes()).await;
+            let _ = conn.stream.shutdown().await;
+            return;
+        };
+        buf.advance(len);
+        if buf.is_empty() {
+            // Free the read buffer before a possibly long answer.
+            buf = BytesMut::new();
+        }
+        conn = match answer(conn).await {
+            Next::KeepAlive(conn) => conn,
+            Next::Done => return,
+        };
+        drop(permit);
+        if conn.closing() {
+            return;
+        }
+    }
+
+    // Not for a fast path: hyper serves the rest of the connection,
+    // reading what was already read first.
+    if http1 && could_be_preface(&buf) {
+        // A connection that started as HTTP/1.1 does not become HTTP/2.
+        let answer = crate::write::error(
+            StatusCode::BAD_REQUEST,
+            "An HTTP/2 preface on a connection that started as HTTP/1.1.",
+            &[],
+        );
+        let _ = conn.stream.write_all(&answer).await;
+        let _ = conn.stream.shutdown().await;
+        return;
+    }
+    let Conn {
+        stream, mut held, ..
+    } = conn;
+    let io = Rewound::new(buf.freeze(), stream);
+    serve_hyper(&shared, TokioIo::new(io), peer, &mut held).await;
+}
+
+/// Whether `buf` is (the start of) the HTTP/2 connection preface.
+fn could_be_preface(buf: &[u8]) -> bool {
+    let n = buf.len().min(H2_PREFACE.len());
+    n > 0 && buf[..n] == H2_PREFACE[..n]
+}
+
+/// Reads what arrives into `buf`, waiting at most until `deadline`;
+/// `Ok(0)` at the end of the stream or the deadline. Nothing is allocated
+/// until there are bytes to read, so a connection waiting for a request
+/// holds no buffer.
+async fn read_more(stream: &TcpStream, buf: &mut BytesMut, deadline: Instant) -> io::Result<usize> {
+    loop {
+        match tokio::time::timeout_at(deadline, stream.readable()).await {
+            Err(_) => return Ok(0),
+            Ok(ready) => ready?,
+        }
+        if buf.capacity() - buf.len() < 1024 {
+            buf.reserve(4096);
+        }
+        match stream.try_read_buf(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn serve_tls(
+    tls: tls::Tls,
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    mut held: Held,
+) {
+    // The handshake is part of the head: it gets the header timeout.
+    let accepted = tokio::select! {
+        accepted = tokio::time::timeout(shared.limits.header_timeout, tls.acceptor().accept(stream)) => accepted,
+        _ = shared.shutdown.cancelled() => return,
+    };
+    let stream = match accepted {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(err)) => {
+            tracing::debug!(%peer, error = %err, "TLS handshake failed");
+            metrics::counter!("gate_tls_handshake_failed_total").increment(1);
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "closed: no TLS handshake within the header timeout");
+            return;
+        }
+    };
+    serve_hyper(&shared, TokioIo::new(stream), peer, &mut held).await;
+}
+
+/// hyper's HTTP/1.1 (with upgrades) or HTTP/2 on `io`, under the drain.
+async fn serve_hyper<I>(shared: &Shared, io: TokioIo<I>, peer: SocketAddr, held: &mut Held)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    // The peer address as `ConnectInfo`, for per-client limits (the hub's
+    // publish rate).
+    let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+        shared.router.clone(),
+        move |mut req: axum::extract::Request<hyper::body::Incoming>| {
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+            req
+        },
+    ));
+    let conn = shared
+        .hyper
+        .serve_connection_with_upgrades(io, service)
+        .into_owned();
+    let Some(watcher) = held.watcher.take() else {
+        return;
+    };
+    // Boxed, so that connections answered by a fast path do not carry the
+    // size of hyper's connection state.
+    if let Err(err) = Box::pin(watcher.watch(conn)).await {
+        tracing::debug!(%peer, error = %err, "connection ended with an error");
+    }
+}
+
+/// A connection whose first bytes were already read: reads give those
+/// bytes first, then the socket's. Writes go straight to the socket.
+struct Rewound {
+    prefix: Bytes,
+    stream: TcpStream,
+}
+
+impl Rewound {
+    fn new(prefix: Bytes, stream: TcpStream) -> Rewound {
+        Rewound { prefix, stream }
+    }
+}
+
+impl AsyncRead for Rewound {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            if self.prefix.is_empty() {
+                // Drop the buffer it came from.
+                self.prefix = Bytes::new();
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Rewound {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
