@@ -1,6 +1,7 @@
 //! One connection's life: read a head, show it to the fast paths, answer
 //! or hand the connection (with what was read) to hyper.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -155,6 +156,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAd
         stream, mut held, ..
     } = conn;
     let io = Rewound::new(buf.freeze(), stream);
+    let io = Stalled::new(io, shared.limits.write_timeout);
     serve_hyper(&shared, TokioIo::new(io), peer, &mut held).await;
 }
 
@@ -209,7 +211,8 @@ async fn serve_tls(
             return;
         }
     };
-    serve_hyper(&shared, TokioIo::new(stream), peer, &mut held).await;
+    let io = Stalled::new(stream, shared.limits.write_timeout);
+    serve_hyper(&shared, TokioIo::new(io), peer, &mut held).await;
 }
 
 /// hyper's HTTP/1.1 (with upgrades) or HTTP/2 on `io`, under the drain.
@@ -301,5 +304,101 @@ impl AsyncWrite for Rewound {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// A connection whose writes fail once they have made no progress for
+/// `timeout`: a client that stops reading fills its socket buffer, and
+/// hyper would otherwise wait on it forever (holding the connection, its
+/// buffers and the drain). The timer runs only while a write is blocked,
+/// and wakes the connection's own task: no task of its own.
+struct Stalled<I> {
+    io: I,
+    timeout: std::time::Duration,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<I> Stalled<I> {
+    fn new(io: I, timeout: std::time::Duration) -> Stalled<I> {
+        Stalled {
+            io,
+            timeout,
+            deadline: None,
+        }
+    }
+
+    /// After a write returned `Pending`: arms the timer (once per stall)
+    /// and fails when it has run out.
+    fn blocked(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let timeout = self.timeout;
+        let deadline = self
+            .deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                metrics::counter!("gate_write_timeouts_total").increment(1);
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client stopped reading (--write-timeout)",
+                )))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn progressed<T>(&mut self, done: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if done.is_ready() {
+            self.deadline = None;
+        }
+        done
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Stalled<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Stalled<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.io).poll_write(cx, buf) {
+            Poll::Pending => self.blocked(cx),
+            done => self.progressed(done),
+        }
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.io).poll_write_vectored(cx, bufs) {
+            Poll::Pending => self.blocked(cx),
+            done => self.progressed(done),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match Pin::new(&mut self.io).poll_flush(cx) {
+            Poll::Pending => self.blocked(cx).map_ok(|_| ()),
+            done => self.progressed(done),
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }

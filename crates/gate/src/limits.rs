@@ -32,6 +32,10 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// Largest request head (`--max-header-bytes`; hyper answers `431`).
     pub max_header_bytes: usize,
+    /// A connection whose writes make no progress this long (its client
+    /// stopped reading and the socket buffer is full) is closed
+    /// (`--write-timeout`). Fast paths that write themselves apply it too.
+    pub write_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -43,6 +47,7 @@ impl Default for Limits {
             h2_max_streams: 256,
             header_timeout: Duration::from_secs(10),
             max_header_bytes: 16 * 1024,
+            write_timeout: Duration::from_secs(30),
         }
     }
 }

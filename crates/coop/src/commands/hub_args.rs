@@ -103,8 +103,9 @@ pub struct HubArgs {
     #[arg(long, default_value = "15s", value_parser = parse_duration, env = "COOP_HEARTBEAT")]
     pub heartbeat: Duration,
 
-    /// Disconnect a subscriber when one write to it takes longer than this
-    /// (it stopped reading; its socket buffer is full).
+    /// Disconnect a client when one write to it makes no progress for this
+    /// long (it stopped reading; its socket buffer is full): subscribers
+    /// on every transport, and any connection served through hyper.
     #[arg(long, default_value = "30s", value_parser = parse_duration, env = "COOP_WRITE_TIMEOUT")]
     pub write_timeout: Duration,
 

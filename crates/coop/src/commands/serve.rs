@@ -361,6 +361,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         h2_max_streams: args.h2_max_streams,
         header_timeout: args.header_timeout,
         max_header_bytes: args.max_header_bytes as usize,
+        write_timeout: args.hub.write_timeout,
     };
     // Plain animal requests are answered without hyper (animals'
     // `direct.rs`), streaming subscribers own their socket (hub's
