@@ -129,3 +129,41 @@ async fn shutdown_tells_every_transport_and_keeps_answered_publishes_on(hub: Tes
         .unwrap()
         .unwrap();
 }
+
+/// The fast path and hyper judge a request target by the same decoding
+/// rule (the gate's): `+` in a path is a plus sign, `%2B` is one too, a
+/// path that is not UTF-8 is refused. Both answer the same status and
+/// reason for each of these.
+#[tokio::test]
+async fn both_paths_decode_targets_alike() {
+    let direct = TestHub::start(Config::default()).await;
+    let hyper = TestHub::start_via_hyper(Config::default()).await;
+    for target in [
+        "/topics/a+b",
+        "/topics/a%2Bb",
+        "/topics/%ff",
+        "/topics/a%zz",
+        "/topics/ok?since=9999999999999999999999",
+        "/topics/ok?since=1+2",
+    ] {
+        let mut answers = Vec::new();
+        for hub in [&direct, &hyper] {
+            let resp = client()
+                .get(hub.url(target))
+                .timeout(std::time::Duration::from_secs(5))
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status();
+            // A subscription that opened streams forever: read only the
+            // status then.
+            let body = if status.is_success() {
+                String::new()
+            } else {
+                resp.text().await.unwrap()
+            };
+            answers.push((status, body));
+        }
+        assert_eq!(answers[0], answers[1], "{target}: direct vs hyper");
+    }
+}
