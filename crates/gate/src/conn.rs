@@ -25,44 +25,28 @@ use crate::{tls, Conn, FastPath, Held, Limits, Next, Refusal};
 
 /// What every connection task shares.
 pub(crate) struct Shared {
-    router: Router,
-    paths: Vec<Arc<dyn FastPath>>,
-    limits: Limits,
-    in_flight: InFlight,
-    tls: Option<tls::Tls>,
-    shutdown: CancellationToken,
-    hyper: auto::Builder<TokioExecutor>,
+    pub(crate) router: Router,
+    pub(crate) paths: Vec<Arc<dyn FastPath>>,
+    pub(crate) limits: Limits,
+    pub(crate) in_flight: InFlight,
+    pub(crate) tls: Option<tls::Tls>,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) hyper: auto::Builder<TokioExecutor>,
 }
 
-impl Shared {
-    pub(crate) fn new(
-        router: Router,
-        paths: Vec<Arc<dyn FastPath>>,
-        limits: Limits,
-        in_flight: InFlight,
-        tls: Option<tls::Tls>,
-        shutdown: CancellationToken,
-    ) -> Shared {
-        let mut hyper = auto::Builder::new(TokioExecutor::new());
-        hyper
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_timeout)
-            .max_buf_size(limits.max_header_bytes.max(8192));
-        hyper
-            .http2()
-            .timer(TokioTimer::new())
-            .max_concurrent_streams(limits.h2_max_streams);
-        Shared {
-            router,
-            paths,
-            limits,
-            in_flight,
-            tls,
-            shutdown,
-            hyper,
-        }
-    }
+/// hyper's HTTP/1.1 and HTTP/2 settings from the gate's limits.
+pub(crate) fn hyper_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut hyper = auto::Builder::new(TokioExecutor::new());
+    hyper
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192));
+    hyper
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.h2_max_streams);
+    hyper
 }
 
 /// Serves one accepted connection to its end.

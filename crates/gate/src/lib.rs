@@ -199,14 +199,15 @@ impl Gate {
             in_flight.clone(),
             limits::in_flight_layer,
         ));
-        let shared = Arc::new(conn::Shared::new(
+        let shared = Arc::new(conn::Shared {
             router,
-            self.paths,
-            self.limits.clone(),
+            paths: self.paths,
+            hyper: conn::hyper_builder(&self.limits),
+            limits: self.limits.clone(),
             in_flight,
-            self.tls,
-            shutdown.clone(),
-        ));
+            tls: self.tls,
+            shutdown: shutdown.clone(),
+        });
         let graceful = GracefulShutdown::new();
         let permits = Arc::new(Semaphore::new(self.limits.max_connections));
         let per_address = Arc::new(PerAddress::default());
