@@ -175,7 +175,8 @@ impl std::fmt::Debug for Charge {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::{now_ms, Encoding, MessageId, TopicName};
+    use crate::message::{now_ms, MessageId, TopicName};
+    use crate::transport::Encoding;
 
     fn msg(id: u64, body: &str) -> Arc<Message> {
         Arc::new(Message::new(

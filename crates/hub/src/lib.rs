@@ -52,6 +52,13 @@ pub mod topic;
 pub mod transport;
 
 pub use direct::Takeover;
+
+/// Locks a std mutex, ignoring poisoning: every lock in the hub guards
+/// data that a panic cannot leave half-updated (single assignments, whole
+/// entries pushed or popped), so after a panic elsewhere it keeps serving.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 pub use error::HubError;
 pub use hub::{Backend, Config, Hub};
 pub use message::{Message, MessageId, TopicName};

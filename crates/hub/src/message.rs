@@ -124,13 +124,17 @@ pub struct Message {
     /// When this process first saw the message (publish or arrival from
     /// another node); publish-to-delivery latency is measured from here.
     pub seen: Instant,
-    /// Lazily built wire encodings, one per [`Encoding`]; built by the first
-    /// subscriber that needs it, then shared by all.
-    encoded: [OnceLock<Bytes>; Encoding::COUNT],
+    /// Lazily built wire encodings, one per `transport::Encoding`; built
+    /// by the first subscriber that needs it, then shared by all
+    /// (`Message::encoded`, in `transport`: the wire is transport's idea).
+    pub(crate) encoded: [OnceLock<Bytes>; ENCODINGS],
     /// This message's share of the hub's memory budget, taken by the first
     /// container that holds it (`budget.rs`) and released with the message.
     pub(crate) charge: OnceLock<crate::budget::Charge>,
 }
+
+/// How many wire encodings a message caches (`transport::Encoding`).
+pub(crate) const ENCODINGS: usize = 4;
 
 impl fmt::Debug for Message {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -166,25 +170,6 @@ impl Message {
         String::from_utf8_lossy(&self.body)
     }
 
-    /// This message encoded for `enc`, built once and shared.
-    pub fn encoded(&self, enc: Encoding) -> &Bytes {
-        let cell = &self.encoded[enc as usize];
-        if let Some(b) = cell.get() {
-            return b;
-        }
-        let mut built = false;
-        let b = cell.get_or_init(|| {
-            built = true;
-            crate::transport::encode(self, enc)
-        });
-        if built {
-            if let Some(charge) = self.charge.get() {
-                charge.add(b.len());
-            }
-        }
-        b
-    }
-
     /// Bytes of the encodings built so far (charged with the message).
     pub(crate) fn encoded_len(&self) -> usize {
         self.encoded
@@ -193,23 +178,6 @@ impl Message {
             .map(Bytes::len)
             .sum()
     }
-}
-
-/// The wire encodings a message can be shared in (see `transport/`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Encoding {
-    /// `{message}\r\n`, the talk's format.
-    Raw = 0,
-    /// One Server-Sent Event (`id:`, `event:`, `data:` lines).
-    Sse = 1,
-    /// One JSON object and `\n` (NDJSON; also the WebSocket text frame).
-    Json = 2,
-    /// One Server-Sent Event whose `data:` is the NDJSON object.
-    SseJson = 3,
-}
-
-impl Encoding {
-    const COUNT: usize = 4;
 }
 
 /// Now, as Unix milliseconds.

@@ -38,19 +38,14 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 
 use tokio::sync::Notify;
 
 use crate::budget::Budget;
+use crate::lock;
 use crate::message::{Message, MessageId, TopicName};
 use crate::pattern::Pattern;
-
-/// Locks a std mutex; a panic elsewhere while holding it leaves our data
-/// (rings, lists) structurally valid, so poisoning is ignored.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// Cheap-to-clone handle on this process's live delivery (all rings). The
 /// broker feeds it; subscriptions read from it.

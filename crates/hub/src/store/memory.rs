@@ -91,9 +91,7 @@ impl MemoryStore {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        // A panic while holding this lock would be a bug in this file; the
-        // data (ids, histories) is still consistent, so keep serving.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        crate::lock(&self.inner)
     }
 
     fn append_now(&self, topic: TopicName, body: Bytes) -> Result<Arc<Message>, StoreError> {

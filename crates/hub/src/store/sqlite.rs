@@ -98,7 +98,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -107,6 +107,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{History, Retention, Store, StoreError, TopicStats};
 use crate::broker::Broker;
+use crate::lock;
 use crate::message::{now_ms, now_us, Message, MessageId, TopicName};
 
 /// Appends waiting for the writer. When full, publishers wait for room
@@ -548,12 +549,6 @@ struct Shared {
     /// The last commit's failure, if it failed (for `/healthz`).
     failure: Mutex<Option<String>>,
     retention: Retention,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Nothing here is left half-updated by a panic (updates are single
-    // assignments), so a poisoned lock is still usable.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Where an append's outcome goes.

@@ -26,7 +26,7 @@ pub mod sse;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::message::{Encoding, Message};
+use crate::message::{Message, ENCODINGS};
 
 /// How a subscriber wants its stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,7 +114,45 @@ impl Format {
 }
 
 /// Encodes one message (called once per message and encoding).
-pub(crate) fn encode(msg: &Message, enc: Encoding) -> Bytes {
+/// The wire encodings a message can be shared in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// `{message}\r\n`, the talk's format.
+    Raw = 0,
+    /// One Server-Sent Event (`id:`, `event:`, `data:` lines).
+    Sse = 1,
+    /// One JSON object and `\n` (NDJSON; also the WebSocket text frame).
+    Json = 2,
+    /// One Server-Sent Event whose `data:` is the NDJSON object.
+    SseJson = 3,
+}
+
+// A message keeps one cache slot per encoding.
+const _: () = assert!(Encoding::SseJson as usize + 1 == ENCODINGS);
+
+impl Message {
+    /// This message encoded for `enc`, built once and shared (and charged
+    /// to the memory budget with the message).
+    pub fn encoded(&self, enc: Encoding) -> &Bytes {
+        let cell = &self.encoded[enc as usize];
+        if let Some(b) = cell.get() {
+            return b;
+        }
+        let mut built = false;
+        let b = cell.get_or_init(|| {
+            built = true;
+            encode(self, enc)
+        });
+        if built {
+            if let Some(charge) = self.charge.get() {
+                charge.add(b.len());
+            }
+        }
+        b
+    }
+}
+
+fn encode(msg: &Message, enc: Encoding) -> Bytes {
     match enc {
         Encoding::Raw => raw::encode(msg),
         Encoding::Sse => sse::encode(msg),
