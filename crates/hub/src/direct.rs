@@ -18,6 +18,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::http::HeaderMap;
 use bytes::{BufMut, BytesMut};
@@ -35,7 +36,21 @@ pub struct Takeover {
     hub: Hub,
     /// Where subscriber tasks run once their request is parsed; `None`:
     /// on the caller's runtime.
-    fanout: Option<tokio::runtime::Handle>,
+    delivery: Option<Arc<DeliveryThreads>>,
+}
+
+/// The threads subscriber tasks run on (`--fanout-threads`), owned by the
+/// [`Takeover`] that spawns onto them and stopped when the last clone of
+/// it is dropped.
+struct DeliveryThreads(Option<tokio::runtime::Runtime>);
+
+impl Drop for DeliveryThreads {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            // Without waiting: this may run inside another runtime.
+            runtime.shutdown_background();
+        }
+    }
 }
 
 /// What the subscription needs of its request head, copied out of it.
@@ -47,11 +62,14 @@ struct Request {
 
 impl Takeover {
     pub fn new(hub: Hub) -> Takeover {
-        Takeover { hub, fanout: None }
+        Takeover {
+            hub,
+            delivery: None,
+        }
     }
 
-    /// Runs subscriber tasks on `runtime` (its own threads) rather than on
-    /// the runtime that accepts connections and answers publishes.
+    /// Runs subscriber tasks on `threads` threads of their own rather than
+    /// on the runtime that accepts connections and answers publishes.
     ///
     /// Why: with one runtime, a publish arriving while a thousand
     /// subscriber tasks are queued waits behind all of them, so a
@@ -60,11 +78,16 @@ impl Takeover {
     /// path is scheduled by the OS as soon as a request arrives, messages
     /// pile up in the rings during a round, and each subscriber write
     /// carries many of them.
-    pub fn with_fanout_runtime(hub: Hub, runtime: tokio::runtime::Handle) -> Takeover {
-        Takeover {
+    pub fn with_threads(hub: Hub, threads: usize) -> std::io::Result<Takeover> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(1))
+            .thread_name("coop-delivery")
+            .enable_all()
+            .build()?;
+        Ok(Takeover {
             hub,
-            fanout: Some(runtime),
-        }
+            delivery: Some(Arc::new(DeliveryThreads(Some(runtime)))),
+        })
     }
 
     /// Opens the subscription and, if it is allowed, moves the socket to
@@ -101,7 +124,7 @@ impl Takeover {
             }
         };
         let (stream, held) = conn.into_parts();
-        match &self.fanout {
+        match self.delivery.as_ref().and_then(|d| d.0.as_ref()) {
             None => {
                 tokio::spawn(async move {
                     run(stream, sub).await;
@@ -109,7 +132,7 @@ impl Takeover {
                 });
             }
             Some(rt) => {
-                // Move the socket to the fan-out runtime's reactor.
+                // Move the socket to the delivery threads' reactor.
                 let Ok(std) = stream.into_std() else {
                     return gate::Next::Done;
                 };

@@ -301,10 +301,63 @@ impl Drop for Slot {
     }
 }
 
+/// Where the hub keeps its history and how it reaches other nodes: the
+/// one choice `Hub::open` makes a backend from.
+#[derive(Debug, Clone)]
+pub enum Storage {
+    /// History in memory, delivery in this process (the default).
+    Memory,
+    /// Durable history in SQLite under a private directory (`--data-dir`).
+    Sqlite {
+        dir: std::path::PathBuf,
+        options: crate::store::sqlite::SqliteOptions,
+    },
+    /// Ids, history and fan-out shared through Redis (`--redis`).
+    Redis { url: String },
+}
+
+/// Why `Hub::with_storage` could not open its storage.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    DataDir(#[from] crate::store::sqlite::DataDirError),
+    #[error(transparent)]
+    Redis(#[from] crate::store::redis::RedisSetupError),
+}
+
 impl Hub {
     /// A hub with the in-memory backend.
     pub fn new(config: Config, shutdown: CancellationToken) -> Hub {
         Hub::with_backend(config, shutdown, Backend::memory)
+    }
+
+    /// The one place a hub is built from its configuration and storage:
+    /// the binary and the tests both come here. Call [`Hub::close`] once
+    /// the server has drained.
+    pub async fn with_storage(
+        config: Config,
+        storage: &Storage,
+        shutdown: CancellationToken,
+    ) -> Result<Hub, OpenError> {
+        Ok(match storage {
+            Storage::Memory => Hub::new(config, shutdown),
+            Storage::Sqlite { dir, options } => {
+                let data = crate::store::sqlite::DataDir::open(dir, *options)?;
+                Hub::with_backend(config, shutdown, |c, f| data.backend(c, f))
+            }
+            Storage::Redis { url } => {
+                let conn = crate::store::redis::RedisConn::connect(url).await?;
+                Hub::with_backend(config, shutdown, |c, f| conn.backend(c, f))
+            }
+        })
+    }
+
+    /// Flushes and closes the store (the durable store's last group
+    /// commit and its files): after the server drained, before exit.
+    pub async fn close(&self) {
+        if let Err(err) = self.inner.store.close().await {
+            tracing::warn!(%err, "closing the hub's store failed");
+        }
     }
 
     /// A hub whose backend is built by `backend` against its fan-out (the

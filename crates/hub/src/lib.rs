@@ -60,6 +60,6 @@ pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 pub use error::HubError;
-pub use hub::{Backend, Config, Hub};
+pub use hub::{Backend, Config, Hub, OpenError, Storage};
 pub use message::{Message, MessageId, TopicName};
 pub use server::router;

@@ -347,19 +347,18 @@ pub async fn build(
     shutdown: CancellationToken,
 ) -> anyhow::Result<HubParts> {
     let config = args.config(bind)?;
-    let hub = if let Some(dir) = &args.data_dir {
-        let options = hub::store::sqlite::SqliteOptions {
-            fsync: args.data_fsync,
-            ..Default::default()
-        };
-        let data = hub::store::sqlite::DataDir::open(dir, options)?;
-        hub::Hub::with_backend(config, shutdown, |c, f| data.backend(c, f))
-    } else if let Some(url) = &args.redis {
-        let conn = hub::store::redis::RedisConn::connect(url).await?;
-        hub::Hub::with_backend(config, shutdown, |c, f| conn.backend(c, f))
-    } else {
-        hub::Hub::new(config, shutdown)
+    let storage = match (&args.data_dir, &args.redis) {
+        (Some(dir), _) => hub::Storage::Sqlite {
+            dir: dir.clone(),
+            options: hub::store::sqlite::SqliteOptions {
+                fsync: args.data_fsync,
+                ..Default::default()
+            },
+        },
+        (None, Some(url)) => hub::Storage::Redis { url: url.clone() },
+        (None, None) => hub::Storage::Memory,
     };
+    let hub = hub::Hub::with_storage(config, &storage, shutdown).await?;
     let health_hub = hub.clone();
     Ok(HubParts {
         router: hub::router(hub.clone()),
@@ -369,26 +368,14 @@ pub async fn build(
     })
 }
 
-/// The fan-out runtime: subscriber tasks on their own threads, so that
+/// Subscriber tasks on threads of their own (`--fanout-threads`), so that
 /// publishes are never queued behind a round of deliveries (see
-/// `hub::Takeover::with_fanout_runtime`). It lives for the whole process.
-static FANOUT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
-
+/// `hub::Takeover::with_threads`); 0 keeps them on the main runtime.
 fn takeover(hub: hub::Hub, threads: usize) -> anyhow::Result<hub::Takeover> {
     if threads == 0 {
         return Ok(hub::Takeover::new(hub));
     }
-    if FANOUT.get().is_none() {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .thread_name("coop-fanout")
-            .enable_all()
-            .build()
-            .context("cannot start the fan-out threads")?;
-        let _ = FANOUT.set(rt);
-    }
-    let handle = FANOUT.get().expect("set above").handle().clone();
-    Ok(hub::Takeover::with_fanout_runtime(hub, handle))
+    hub::Takeover::with_threads(hub, threads).context("cannot start the delivery threads")
 }
 
 #[cfg(test)]

@@ -256,6 +256,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .await
         .context("cannot start the hub")?;
     let health = hub.health.clone();
+    let store = hub.hub.clone();
     let takeover = hub.takeover.clone();
     let direct = (!args.no_direct).then(|| animals::Direct::new(farm.clone(), shutdown.clone()));
     let router = animals::router(farm)
@@ -390,6 +391,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             "requests still in flight after the drain timeout; closing them"
         );
     }
+    // The durable store's last group commit and its files.
+    store.close().await;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -261,12 +261,11 @@ impl Sse {
 ///   before each hub (use a Redis for tests only), with
 ///   `-- --test-threads=1` since the tests share it.
 async fn backend_for_tests(config: Config, shutdown: CancellationToken) -> Hub {
-    match std::env::var("HUB_TEST_BACKEND").as_deref() {
-        Ok("sqlite") => {
-            let dir = tempfile::tempdir().unwrap().keep();
-            let data = hub::store::sqlite::DataDir::open(&dir, Default::default()).unwrap();
-            Hub::with_backend(config, shutdown, |c, f| data.backend(c, f))
-        }
+    let storage = match std::env::var("HUB_TEST_BACKEND").as_deref() {
+        Ok("sqlite") => hub::Storage::Sqlite {
+            dir: tempfile::tempdir().unwrap().keep(),
+            options: Default::default(),
+        },
         Ok("redis") => {
             let url = std::env::var("REDIS_URL").expect("HUB_TEST_BACKEND=redis needs REDIS_URL");
             let client = redis::Client::open(url.as_str()).unwrap();
@@ -275,18 +274,19 @@ async fn backend_for_tests(config: Config, shutdown: CancellationToken) -> Hub {
                 .query_async(&mut admin)
                 .await
                 .unwrap();
-            let conn = hub::store::redis::RedisConn::connect(&url).await.unwrap();
-            let hub = Hub::with_backend(config, shutdown, |c, f| conn.backend(c, f));
-            // Subscribed to Redis before the test publishes.
-            tokio::time::timeout(WAIT, async {
-                while hub.health().is_err() {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-            })
-            .await
-            .expect("redis backend healthy");
-            hub
+            hub::Storage::Redis { url }
         }
-        _ => Hub::new(config, shutdown),
-    }
+        _ => hub::Storage::Memory,
+    };
+    // The one way the binary builds a hub, too.
+    let hub = Hub::with_storage(config, &storage, shutdown).await.unwrap();
+    // Subscribed to Redis (healthy) before the test publishes.
+    tokio::time::timeout(WAIT, async {
+        while hub.health().is_err() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the backend is healthy");
+    hub
 }
