@@ -61,6 +61,7 @@
 pub mod chart;
 pub mod kitchen;
 pub mod recipe;
+pub mod report;
 pub mod sim;
 
 pub use chart::{ascii, svg};
