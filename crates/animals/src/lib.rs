@@ -23,6 +23,7 @@ pub mod client;
 pub mod direct;
 pub mod error;
 pub mod faults;
+pub mod race;
 pub mod server;
 
 pub use catalog::Catalog;

@@ -63,6 +63,7 @@ pub mod kitchen;
 pub mod recipe;
 pub mod report;
 pub mod sim;
+pub mod web;
 
 pub use chart::{ascii, svg};
 pub use kitchen::{Kitchen, Pool, Unit};
