@@ -15,6 +15,8 @@ use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use futures::StreamExt;
 
+use hub::transport::ndjson::{self, Control};
+
 use super::ConfigError;
 
 /// Flags of `coop pub`.
@@ -233,48 +235,54 @@ async fn follow(
         });
     }
     let mut body = resp.bytes_stream();
-    let mut buf: Vec<u8> = Vec::new();
+    let mut decoder = ndjson::Decoder::default();
     let mut out = std::io::stdout().lock();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.context("stream broke").map_err(Retry)?;
-        buf.extend_from_slice(&chunk);
-        let mut start = 0;
-        while let Some(nl) = buf[start..].iter().position(|&b| b == b'\n') {
-            let line = &buf[start..start + nl];
-            start += nl + 1;
-            if line.is_empty() {
-                continue; // heartbeat
-            }
-            let rec: serde_json::Value = serde_json::from_slice(line)
-                .context("the hub sent a line that is not JSON")
+        for record in decoder.push(&chunk) {
+            let record = record
+                .context("the hub sent a line that is not one of its records")
                 .map_err(Fatal)?;
-            if let Some(event) = rec["event"].as_str() {
-                match event {
-                    "gap" if rec["topic"].is_null() => eprintln!(
-                        "warning: {} more topics lost messages after id {} up to id {} (no longer held)",
-                        rec["topics"], rec["after"], rec["dropped_through"]
-                    ),
-                    "gap" => eprintln!(
-                        "warning: topic {} lost messages after id {} up to id {} (no longer held)",
-                        rec["topic"], rec["after"], rec["dropped_through"]
-                    ),
-                    "lagged" => return Ok(Ended::Reconnect("fell behind the hub".into())),
-                    "shutdown" => return Ok(Ended::Reconnect("the hub is shutting down".into())),
-                    other => tracing::debug!(event = other, "unknown control record"),
+            let msg = match record {
+                ndjson::Record::Message(msg) => msg,
+                ndjson::Record::Control(control) => {
+                    match control {
+                        Control::Gap {
+                            topic: None,
+                            topics,
+                            after,
+                            dropped_through,
+                        } => eprintln!(
+                            "warning: {} more topics lost messages after id {after} up to id {dropped_through} (no longer held)",
+                            topics.unwrap_or(0)
+                        ),
+                        Control::Gap {
+                            topic: Some(topic),
+                            after,
+                            dropped_through,
+                            ..
+                        } => eprintln!(
+                            "warning: topic \"{topic}\" lost messages after id {after} up to id {dropped_through} (no longer held)"
+                        ),
+                        Control::Lagged { .. } => {
+                            return Ok(Ended::Reconnect("fell behind the hub".into()))
+                        }
+                        Control::Shutdown => {
+                            return Ok(Ended::Reconnect("the hub is shutting down".into()))
+                        }
+                        Control::Unknown => tracing::debug!("unknown control record"),
+                    }
+                    continue;
                 }
-                continue;
-            }
-            if let Some(id) = rec["id"].as_u64() {
-                *since = Some(id.to_string());
-            }
-            print_record(&mut out, args.format, &rec).map_err(|e| Fatal(e.into()))?;
+            };
+            *since = Some(msg.id.to_string());
+            print_record(&mut out, args.format, &msg).map_err(|e| Fatal(e.into()))?;
             *received += 1;
             if args.count.is_some_and(|n| *received >= n) {
                 out.flush().map_err(|e| Fatal(e.into()))?;
                 return Ok(Ended::Done);
             }
         }
-        buf.drain(..start);
         out.flush().map_err(|e| Fatal(e.into()))?;
     }
     Ok(Ended::Reconnect("the stream ended".into()))
@@ -283,17 +291,19 @@ async fn follow(
 fn print_record(
     out: &mut impl Write,
     format: SubFormat,
-    rec: &serde_json::Value,
+    msg: &ndjson::MessageRecord,
 ) -> std::io::Result<()> {
-    let message = rec["message"].as_str().unwrap_or_default();
     match format {
-        SubFormat::Raw => writeln!(out, "{message}"),
-        SubFormat::Ndjson | SubFormat::Json => writeln!(out, "{rec}"),
+        SubFormat::Raw => writeln!(out, "{}", msg.message),
+        SubFormat::Ndjson | SubFormat::Json => {
+            serde_json::to_writer(&mut *out, msg)?;
+            writeln!(out)
+        }
         SubFormat::Sse => {
-            writeln!(out, "id: {}", rec["id"])?;
+            writeln!(out, "id: {}", msg.id)?;
             writeln!(out, "event: message")?;
-            writeln!(out, "topic: {}", rec["topic"].as_str().unwrap_or_default())?;
-            for line in message.split('\n') {
+            writeln!(out, "topic: {}", msg.topic)?;
+            for line in msg.message.split('\n') {
                 writeln!(out, "data: {line}")?;
             }
             writeln!(out)
