@@ -151,7 +151,10 @@ mod tests {
             Record::Control(Control::Unknown)
         );
         assert!(Record::parse(b"not json").is_err());
-        assert!(Record::parse(br#"{"id":"x"}"#).is_err(), "neither a message nor an event");
+        assert!(
+            Record::parse(br#"{"id":"x"}"#).is_err(),
+            "neither a message nor an event"
+        );
     }
 
     #[test]

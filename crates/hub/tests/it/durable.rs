@@ -1,4 +1,4 @@
-//! Durable history (`store/sqlite.rs`) behind a real hub on a real socket:
+//! Durable history (`store/sqlite/`) behind a real hub on a real socket:
 //! ids continue after a reopen, resume after a restart, count and age
 //! retention, a bounded file under a steady stream, and the start-up and
 //! runtime errors (locked directory, corrupt file, full database).
