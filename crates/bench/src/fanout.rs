@@ -204,6 +204,13 @@ struct Shared {
 }
 
 impl Shared {
+    fn first_error(&self) -> Option<String> {
+        self.first_error
+            .lock()
+            .expect("no panics while held")
+            .clone()
+    }
+
     fn fail(&self, what: String) {
         self.failed.fetch_add(1, Ordering::Relaxed);
         let mut first = self.first_error.lock().expect("no panics while held");
@@ -236,7 +243,7 @@ struct Shard {
     connects: tokio::sync::Semaphore,
 }
 
-/// What a thread hands back when the run ends.
+/// What a thread hands back when the run ends (and all of them, merged).
 struct ShardResult {
     hist: Histogram<u64>,
     duplicates: u64,
@@ -285,9 +292,85 @@ pub async fn run(cfg: FanoutConfig) -> Result<FanoutReport, BenchError> {
         publishers.push(p);
     }
 
-    // 1. Subscribers.
+    // 1. Subscribers, 2. priming: a failure stops every subscriber thread.
     let started = Instant::now();
     let stop = CancellationToken::new();
+    let handles = start_subscribers(&cfg, &ctx, &sources, &stop)?;
+    let ready = async {
+        wait_connected(&cfg, &shared, started).await?;
+        prime(&cfg, &shared, &mut publishers[0], &prime_msg, started).await
+    };
+    if let Err(msg) = ready.await {
+        stop.cancel();
+        return Err(BenchError::Setup(msg));
+    }
+    let connect_secs = started.elapsed().as_secs_f64();
+    tokio::time::sleep(cfg.settle).await;
+    let connected = probe::sample(&cfg.server_pids);
+
+    // 3. Publishing, 4. waiting for the deliveries.
+    let expected = cfg.subscribers as u64 * cfg.messages;
+    let t0_ns = now_ns();
+    let (pstats, rtt) = publish_all(&cfg, publishers, nonce).await?;
+    wait_deliveries(&cfg, &shared, expected).await;
+    let end = probe::sample(&cfg.server_pids);
+    stop.cancel();
+    let subs = join_subscribers(handles).await?;
+
+    let delivered = shared.delivered.load(Ordering::Relaxed);
+    let delivery_secs = subs.last_delivery_ns.saturating_sub(t0_ns) as f64 / 1e9;
+    let server = match (idle, connected, end) {
+        (Some(idle), Some(conn), Some(end)) => Some(server_figures(
+            idle,
+            conn,
+            end,
+            peak_reset,
+            cfg.subscribers,
+            delivered,
+        )),
+        _ => None,
+    };
+    let first_error = shared.first_error().or(pstats.first_error.clone());
+    Ok(FanoutReport {
+        url: sub_target.url.clone(),
+        publish_url: pub_target.url.clone(),
+        subscribers: cfg.subscribers,
+        messages: cfg.messages,
+        publishers: cfg.publishers,
+        rate: cfg.rate,
+        size: cfg.size,
+        connect_secs,
+        published: pstats.ok,
+        publish_errors: pstats.errors,
+        expected,
+        delivered,
+        lost: expected.saturating_sub(delivered),
+        duplicates: subs.duplicates,
+        out_of_order: subs.out_of_order,
+        stray_lines: subs.stray,
+        subscriber_errors: shared.failed.load(Ordering::Relaxed) as u64,
+        publish_secs: pstats.last_answer_ns.saturating_sub(t0_ns) as f64 / 1e9,
+        delivery_secs,
+        deliveries_per_sec: if delivery_secs > 0.0 {
+            delivered as f64 / delivery_secs
+        } else {
+            0.0
+        },
+        offered_per_sec: cfg.rate.map(|r| r * cfg.subscribers as f64),
+        latency: Latency::from_histogram(&subs.hist),
+        publish_rtt: Latency::from_histogram(&rtt),
+        server,
+        first_error,
+    })
+}
+
+/// Starts one subscriber thread per shard, each connecting its share.
+fn start_subscribers(
+    cfg: &FanoutConfig,
+    ctx: &Arc<RunCtx>,
+    sources: &[Option<IpAddr>],
+    stop: &CancellationToken,
+) -> Result<Vec<std::thread::JoinHandle<ShardResult>>, BenchError> {
     let threads = cfg.threads.clamp(1, cfg.subscribers.max(1));
     let per_thread_connects = (cfg.connect_concurrency / threads).max(1);
     let mut handles = Vec::with_capacity(threads);
@@ -304,94 +387,90 @@ pub async fn run(cfg: FanoutConfig) -> Result<FanoutReport, BenchError> {
             .map_err(|e| BenchError::io("cannot start a subscriber thread", e))?;
         handles.push(handle);
     }
-    let abort = |stop: &CancellationToken, msg: String| {
-        stop.cancel();
-        BenchError::Setup(msg)
-    };
-    let first_error = |shared: &Shared| {
-        shared
-            .first_error
-            .lock()
-            .expect("no panics while held")
-            .clone()
-            .unwrap_or_default()
-    };
+    Ok(handles)
+}
+
+/// Waits until every subscriber sent its request (or one failed, or the
+/// connect timeout passed: then why).
+async fn wait_connected(
+    cfg: &FanoutConfig,
+    shared: &Shared,
+    started: Instant,
+) -> Result<(), String> {
     loop {
         let requested = shared.requested.load(Ordering::Relaxed);
         let failed = shared.failed.load(Ordering::Relaxed);
         if failed > 0 {
-            return Err(abort(
-                &stop,
-                format!(
-                    "{failed} of {} subscribers failed: {}",
-                    cfg.subscribers,
-                    first_error(&shared)
-                ),
+            return Err(format!(
+                "{failed} of {} subscribers failed: {}",
+                cfg.subscribers,
+                shared.first_error().unwrap_or_default()
             ));
         }
         if requested == cfg.subscribers {
-            break;
+            return Ok(());
         }
         if started.elapsed() > cfg.connect_timeout {
-            return Err(abort(
-                &stop,
-                format!(
-                    "only {requested} of {} subscribers connected within {:?}",
-                    cfg.subscribers, cfg.connect_timeout
-                ),
+            return Err(format!(
+                "only {requested} of {} subscribers connected within {:?}",
+                cfg.subscribers, cfg.connect_timeout
             ));
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
 
-    // 2. Priming.
+/// Publishes the priming message until every subscriber has received one:
+/// then each is known to be live (nchan cannot say how many it has).
+async fn prime(
+    cfg: &FanoutConfig,
+    shared: &Shared,
+    publisher: &mut Publisher,
+    prime_msg: &str,
+    started: Instant,
+) -> Result<(), String> {
     let mut prime_rtt = new_histogram();
     loop {
-        if let Err(e) = publishers[0]
+        if let Err(e) = publisher
             .publish(prime_msg.as_bytes(), &mut prime_rtt)
             .await
         {
-            return Err(abort(&stop, format!("priming publish failed: {e}")));
+            return Err(format!("priming publish failed: {e}"));
         }
         tokio::time::sleep(PRIME_EVERY).await;
         let primed = shared.primed.load(Ordering::Relaxed);
         let failed = shared.failed.load(Ordering::Relaxed);
         if failed > 0 {
-            return Err(abort(
-                &stop,
-                format!(
-                    "{failed} subscribers failed while priming: {}",
-                    first_error(&shared)
-                ),
+            return Err(format!(
+                "{failed} subscribers failed while priming: {}",
+                shared.first_error().unwrap_or_default()
             ));
         }
         if primed == cfg.subscribers {
-            break;
+            return Ok(());
         }
         if started.elapsed() > cfg.connect_timeout {
-            return Err(abort(
-                &stop,
-                format!(
-                    "only {primed} of {} subscribers received the priming message within {:?}",
-                    cfg.subscribers, cfg.connect_timeout
-                ),
+            return Err(format!(
+                "only {primed} of {} subscribers received the priming message within {:?}",
+                cfg.subscribers, cfg.connect_timeout
             ));
         }
     }
-    let connect_secs = started.elapsed().as_secs_f64();
-    tokio::time::sleep(cfg.settle).await;
-    let connected = probe::sample(&cfg.server_pids);
+}
 
-    // 3. Publishing.
-    let expected = cfg.subscribers as u64 * cfg.messages;
+/// Runs every publisher (closed-loop, or paced at `--rate` in total) and
+/// sums their figures.
+async fn publish_all(
+    cfg: &FanoutConfig,
+    publishers: Vec<Publisher>,
+    nonce: [u8; 8],
+) -> Result<(PublishStats, Histogram<u64>), BenchError> {
     let next_seq = Arc::new(AtomicU64::new(0));
-    let t0_ns = now_ns();
     let t0 = tokio::time::Instant::now();
     let mut tasks = Vec::with_capacity(cfg.publishers);
     for (j, mut p) in publishers.into_iter().enumerate() {
         let next_seq = next_seq.clone();
-        let (messages, size, rate, nonce, publishers) =
-            (cfg.messages, cfg.size, cfg.rate, nonce, cfg.publishers);
+        let (messages, size, rate, publishers) = (cfg.messages, cfg.size, cfg.rate, cfg.publishers);
         tasks.push(tokio::spawn(async move {
             let mut rtt = new_histogram();
             let mut stats = PublishStats::default();
@@ -434,89 +513,52 @@ pub async fn run(cfg: FanoutConfig) -> Result<FanoutReport, BenchError> {
         }
         rtt.add(&h).expect("same bounds");
     }
+    Ok((pstats, rtt))
+}
 
-    // 4. Wait for the deliveries.
+/// Waits until every expected delivery arrived, or none arrived for
+/// `--idle-timeout` (the rest is loss).
+async fn wait_deliveries(cfg: &FanoutConfig, shared: &Shared, expected: u64) {
     let mut last_seen = shared.delivered.load(Ordering::Relaxed);
     let mut last_progress = Instant::now();
     loop {
         let d = shared.delivered.load(Ordering::Relaxed);
         if d >= expected {
-            break;
+            return;
         }
         if d != last_seen {
             last_seen = d;
             last_progress = Instant::now();
         } else if last_progress.elapsed() > cfg.idle_timeout {
-            break;
+            return;
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let end = probe::sample(&cfg.server_pids);
-    stop.cancel();
+}
 
-    let mut hist = new_histogram();
-    let (mut duplicates, mut out_of_order, mut stray, mut last_delivery_ns) = (0, 0, 0, 0);
+/// Waits for every subscriber thread and merges what they saw.
+async fn join_subscribers(
+    handles: Vec<std::thread::JoinHandle<ShardResult>>,
+) -> Result<ShardResult, BenchError> {
+    let mut all = ShardResult {
+        hist: new_histogram(),
+        duplicates: 0,
+        out_of_order: 0,
+        stray: 0,
+        last_delivery_ns: 0,
+    };
     for h in handles {
         let r = tokio::task::spawn_blocking(move || h.join())
             .await
             .map_err(|e| BenchError::Setup(format!("subscriber thread lost: {e}")))?
             .map_err(|_| BenchError::Setup("subscriber thread panicked".into()))?;
-        hist.add(&r.hist).expect("same bounds");
-        duplicates += r.duplicates;
-        out_of_order += r.out_of_order;
-        stray += r.stray;
-        last_delivery_ns = last_delivery_ns.max(r.last_delivery_ns);
+        all.hist.add(&r.hist).expect("same bounds");
+        all.duplicates += r.duplicates;
+        all.out_of_order += r.out_of_order;
+        all.stray += r.stray;
+        all.last_delivery_ns = all.last_delivery_ns.max(r.last_delivery_ns);
     }
-    let delivered = shared.delivered.load(Ordering::Relaxed);
-    let delivery_secs = last_delivery_ns.saturating_sub(t0_ns) as f64 / 1e9;
-    let server = match (idle, connected, end) {
-        (Some(idle), Some(conn), Some(end)) => Some(server_figures(
-            idle,
-            conn,
-            end,
-            peak_reset,
-            cfg.subscribers,
-            delivered,
-        )),
-        _ => None,
-    };
-    let first_error = shared
-        .first_error
-        .lock()
-        .expect("no panics while held")
-        .clone()
-        .or(pstats.first_error.clone());
-    Ok(FanoutReport {
-        url: sub_target.url.clone(),
-        publish_url: pub_target.url.clone(),
-        subscribers: cfg.subscribers,
-        messages: cfg.messages,
-        publishers: cfg.publishers,
-        rate: cfg.rate,
-        size: cfg.size,
-        connect_secs,
-        published: pstats.ok,
-        publish_errors: pstats.errors,
-        expected,
-        delivered,
-        lost: expected.saturating_sub(delivered),
-        duplicates,
-        out_of_order,
-        stray_lines: stray,
-        subscriber_errors: shared.failed.load(Ordering::Relaxed) as u64,
-        publish_secs: pstats.last_answer_ns.saturating_sub(t0_ns) as f64 / 1e9,
-        delivery_secs,
-        deliveries_per_sec: if delivery_secs > 0.0 {
-            delivered as f64 / delivery_secs
-        } else {
-            0.0
-        },
-        offered_per_sec: cfg.rate.map(|r| r * cfg.subscribers as f64),
-        latency: Latency::from_histogram(&hist),
-        publish_rtt: Latency::from_histogram(&rtt),
-        server,
-        first_error,
-    })
+    Ok(all)
 }
 
 fn validate(cfg: &FanoutConfig) -> Result<(), BenchError> {
