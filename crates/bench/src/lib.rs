@@ -2,10 +2,15 @@
 //! reference servers (nchan, the talk's aiohttp programs) with the same
 //! client, so the ratios are fair.
 //!
-//! The generators speak HTTP/1.1 over raw tokio sockets with hand-written
-//! requests: on a 2-core machine that shares its CPU with the server under
-//! test, a general-purpose client would be the bottleneck and the figures
-//! would measure it instead of the server.
+//! Subscribers (the side that must scale to ten thousand connections) read
+//! raw tokio sockets with hand-written requests and a small decoder: on a
+//! 2-core machine that shares its CPU with the server under test, a
+//! general-purpose client per connection would be the bottleneck and the
+//! figures would measure it instead of the server. The same goes for the
+//! HTTP/1.1 requests `hold` keeps in flight (`http::round_trip`). The fan-out
+//! publishers use hyper's HTTP/1.1 client and `hold`'s HTTP/2 streams the
+//! `h2` crate, on connections the generator opens itself (from chosen
+//! source addresses).
 //!
 //! Layout:
 //! - `fanout`: hub fan-out (N streaming subscribers over real TCP, publishers
