@@ -1,6 +1,6 @@
-//! The hub's flags on `coop serve`, and the glue that turns them into the
-//! hub's router. (Owned by the hub work; `serve.rs` only flattens `HubArgs`,
-//! calls `build` once at start and merges what it returns.)
+//! The hub's flags on `coop serve`, and the glue that turns them into a
+//! hub, its router and its fast path. `serve.rs` flattens `HubArgs`, calls
+//! `build` once at start and merges what it returns.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -8,17 +8,12 @@
 //! - [`local::LocalBroker`] (default, and with `--data-dir`): the store calls
 //!   [`Broker::committed`] from inside its commit order; the local broker
 //!   passes the batch straight to the fan-out.
-//! - A Redis broker (`redis.rs`, cluster mode) would make `committed` a no-op
-//!   (or forward to Redis) and instead run a task that receives every
-//!   node's messages from Redis, in the order Redis committed them, and calls
-//!   `Fanout::deliver`. Suggested shape, so ids stay global and ordered: one
-//!   Lua script per publish does `INCR coop:seq` (the id), `XADD
-//!   coop:t:{topic}` (history, stream id `{seq}-0`) and `PUBLISH coop:msgs`
-//!   (fan-out) atomically; Redis runs scripts one at a time, so the pub/sub
-//!   order equals the id order on every node, and `?since=ID` is `XRANGE
-//!   (ID-0 +` on any node. After a Redis reconnect the node must re-read
-//!   each live topic's stream from the last id it delivered (and deliver
-//!   only ids above it) before resuming pub/sub, so subscribers miss nothing.
+//! - [`redis::RedisBroker`] (cluster mode): [`Broker::committed`] is a
+//!   no-op; a task receives every node's messages from Redis pub/sub, in
+//!   the order Redis committed them (one Lua script per publish assigns the
+//!   id, appends to the topic's stream and publishes, atomically), and
+//!   calls `Fanout::deliver`. After a reconnect it catches up from the
+//!   streams first (`redis.rs` explains the order).
 //!
 //! `Fanout::deliver` ignores ids it has already delivered, so a broker that
 //! re-reads after a reconnect may overlap safely.
