@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use hub::broker::Fanout;
+use hub::broker::Rings;
 use hub::store::sqlite::{DataDir, SqliteOptions};
 use hub::store::Store;
 use hub::{Backend, Config, TopicName};
@@ -55,7 +55,7 @@ fn main() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let config = Config::default();
-        let memory = Backend::memory(&config, Fanout::new(4096));
+        let memory = Backend::memory(&config, Rings::new(4096));
         run("memory", memory.store, messages, publishers).await;
         let dir = tempfile::tempdir().unwrap();
         let options = SqliteOptions {
@@ -63,7 +63,7 @@ fn main() {
             ..Default::default()
         };
         let data = DataDir::open(dir.path(), options).unwrap();
-        let durable = data.backend(&config, Fanout::new(4096));
+        let durable = data.backend(&config, Rings::new(4096));
         let name = if fsync { "sqlite+fsync" } else { "sqlite" };
         run(name, durable.store, messages, publishers).await;
     });

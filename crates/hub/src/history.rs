@@ -194,14 +194,14 @@ mod tests {
     use crate::budget::Budget;
     use crate::store::memory::MemoryStore;
     use crate::store::Retention;
-    use crate::topic::Fanout;
+    use crate::topic::Rings;
 
     fn t(s: &str) -> TopicName {
         TopicName::new(s).unwrap()
     }
 
     async fn store_with(msgs: &[&str], max_count: usize) -> (Arc<dyn Store>, Vec<MessageId>) {
-        let broker = Arc::new(LocalBroker::new(Fanout::new(16)));
+        let broker = Arc::new(LocalBroker::new(Rings::new(16)));
         let retention = Retention {
             max_count,
             max_age: None,

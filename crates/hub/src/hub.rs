@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::Auth;
 use crate::broker::local::LocalBroker;
-use crate::broker::{Broker, Fanout};
+use crate::broker::{Broker, Rings};
 use crate::budget::Budget;
 use crate::error::HubError;
 pub use crate::history::Gap;
@@ -149,13 +149,13 @@ pub struct Backend {
 
 impl Backend {
     /// The default: history in memory, delivery in process.
-    pub fn memory(config: &Config, fanout: Fanout) -> Backend {
-        let broker: Arc<dyn Broker> = Arc::new(LocalBroker::new(fanout.clone()));
+    pub fn memory(config: &Config, rings: Rings) -> Backend {
+        let broker: Arc<dyn Broker> = Arc::new(LocalBroker::new(rings.clone()));
         let store = Arc::new(MemoryStore::new(
             config.retention,
             config.max_topics,
             broker.clone(),
-            fanout.budget().clone(),
+            rings.budget().clone(),
         ));
         Backend { store, broker }
     }
@@ -171,7 +171,7 @@ pub(crate) struct Inner {
     pub config: Config,
     pub store: Arc<dyn Store>,
     pub broker: Arc<dyn Broker>,
-    pub fanout: Fanout,
+    pub rings: Rings,
     pub shutdown: CancellationToken,
     pub auth: Option<Auth>,
     pub limiter: Option<RateLimiter>,
@@ -365,16 +365,16 @@ impl Hub {
     pub fn with_backend(
         config: Config,
         shutdown: CancellationToken,
-        backend: impl FnOnce(&Config, Fanout) -> Backend,
+        backend: impl FnOnce(&Config, Rings) -> Backend,
     ) -> Hub {
         let budget = Budget::new(config.max_memory);
-        let fanout = Fanout::with_limits(
+        let rings = Rings::with_limits(
             config.buffer,
             config.max_topics,
             config.max_patterns,
             budget,
         );
-        let Backend { store, broker } = backend(&config, fanout.clone());
+        let Backend { store, broker } = backend(&config, rings.clone());
         let auth = config.auth_secret.as_deref().map(|s| {
             if s.len() < crate::auth::MIN_SECRET_LEN {
                 tracing::warn!(
@@ -399,7 +399,7 @@ impl Hub {
             config,
             store,
             broker,
-            fanout,
+            rings,
             shutdown: shutdown.clone(),
             auth,
             limiter,
@@ -432,8 +432,8 @@ impl Hub {
         &self.inner.store
     }
 
-    pub fn fanout(&self) -> &Fanout {
-        &self.inner.fanout
+    pub fn rings(&self) -> &Rings {
+        &self.inner.rings
     }
 
     /// The shutdown token streams watch.
@@ -481,7 +481,7 @@ impl Hub {
                 other => HubError::Unavailable(other.to_string()),
             })?;
         self.inner.metrics.publishes.increment(1);
-        let subscribers = self.inner.fanout.subscribers(&msg.topic);
+        let subscribers = self.inner.rings.subscribers(&msg.topic);
         Ok((msg, subscribers))
     }
 
@@ -489,7 +489,7 @@ impl Hub {
     /// messages from history and rings (`budget.rs`); `503` when nothing
     /// is left to evict and it is still over.
     fn make_room(&self) -> Result<(), HubError> {
-        let budget = self.inner.fanout.budget();
+        let budget = self.inner.rings.budget();
         while budget.over() {
             let Some(oldest) = budget.pop_oldest() else {
                 return Err(HubError::Unavailable(format!(
@@ -498,7 +498,7 @@ impl Hub {
                 )));
             };
             self.inner.store.evict(&oldest);
-            self.inner.fanout.evict(&oldest);
+            self.inner.rings.evict(&oldest);
             self.inner.metrics.evictions.increment(1);
         }
         Ok(())
@@ -525,7 +525,7 @@ impl Hub {
     pub async fn open(&self, spec: &Spec, since: Since, slot: Slot) -> Result<Opened, HubError> {
         let live = self
             .inner
-            .fanout
+            .rings
             .subscribe(&spec.topics, &spec.patterns)
             .map_err(|e| HubError::Unavailable(e.to_string()))?;
         let after = match since {

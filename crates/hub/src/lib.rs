@@ -31,7 +31,7 @@
 //!   `error.rs` (status codes).
 //!
 //! A publish: handler -> `Store::append` (id, history) -> `Broker::committed`
-//! -> `Fanout::deliver` (rings) -> each subscriber task wakes, takes all new
+//! -> `Rings::deliver` (rings) -> each subscriber task wakes, takes all new
 //! messages since its cursor, and writes them in one go.
 
 pub mod auth;

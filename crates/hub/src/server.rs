@@ -517,7 +517,7 @@ async fn list_topics(
         .topics()
         .await
         .map_err(|e| HubError::Unavailable(e.to_string()))?;
-    let live: HashMap<TopicName, usize> = hub.fanout().live_topics().into_iter().collect();
+    let live: HashMap<TopicName, usize> = hub.rings().live_topics().into_iter().collect();
     let stats: HashMap<TopicName, crate::store::TopicStats> = held.into_iter().collect();
     // Held or live, after the cursor, visible to this token: each name once
     // (a hash lookup per live topic, not a scan of the held ones).
@@ -580,7 +580,7 @@ async fn one_topic(
         .stats(&topic)
         .await
         .map_err(|e| HubError::Unavailable(e.to_string()))?;
-    let subscribers = hub.fanout().subscribers(&topic);
+    let subscribers = hub.rings().subscribers(&topic);
     if stats.is_none() && subscribers == 0 {
         return Err(HubError::NotFound(format!(
             "no topic {name:?}: nothing held, nobody subscribed"

@@ -21,7 +21,7 @@
 //!
 //! # Ordering
 //!
-//! [`Fanout::deliver`] is called in id order, one batch at a time (the store
+//! [`Rings::deliver`] is called in id order, one batch at a time (the store
 //! and broker guarantee it). After pushing a batch it raises the *high-water
 //! mark* (the largest id delivered), then wakes subscribers. A subscriber
 //! reading several rings takes only ids up to the high-water mark it read
@@ -50,7 +50,7 @@ use crate::pattern::Pattern;
 /// Cheap-to-clone handle on this process's live delivery (all rings). The
 /// broker feeds it; subscriptions read from it.
 #[derive(Clone)]
-pub struct Fanout {
+pub struct Rings {
     inner: Arc<Registry>,
 }
 
@@ -133,11 +133,11 @@ pub struct Lagged {
     pub last_id: Option<MessageId>,
 }
 
-impl Fanout {
+impl Rings {
     /// A fan-out whose rings each keep `capacity` messages (at least 1),
     /// without limits on rings or bytes (tests and tools).
-    pub fn new(capacity: usize) -> Fanout {
-        Fanout::with_limits(capacity, usize::MAX, usize::MAX, Budget::new(usize::MAX))
+    pub fn new(capacity: usize) -> Rings {
+        Rings::with_limits(capacity, usize::MAX, usize::MAX, Budget::new(usize::MAX))
     }
 
     /// A fan-out of at most `max_rings` rings of `capacity` messages and
@@ -147,8 +147,8 @@ impl Fanout {
         max_rings: usize,
         max_patterns: usize,
         budget: Arc<Budget>,
-    ) -> Fanout {
-        Fanout {
+    ) -> Rings {
+        Rings {
             inner: Arc::new(Registry {
                 topics: Mutex::new(HashMap::new()),
                 patterns: Mutex::new(Vec::new()),
@@ -323,7 +323,7 @@ impl Fanout {
             shared.notify.notify_one();
         }
         Ok(Subscription {
-            fanout: self.clone(),
+            rings: self.clone(),
             shared,
             cursors,
             has_patterns: !patterns.is_empty(),
@@ -420,7 +420,7 @@ impl Cursor {
 /// One subscriber's view of its rings. Owned by the subscriber's task;
 /// dropping it unsubscribes (the talk's context manager).
 pub struct Subscription {
-    fanout: Fanout,
+    rings: Rings,
     shared: Arc<SubShared>,
     cursors: Vec<Cursor>,
     has_patterns: bool,
@@ -463,7 +463,7 @@ impl Subscription {
                 }
             }
         }
-        let high_water = MessageId(self.fanout.inner.high_water.load(Ordering::Acquire));
+        let high_water = MessageId(self.rings.inner.high_water.load(Ordering::Acquire));
         let floor = self.last_id.unwrap_or(MessageId(0));
         let lagged = Lagged {
             last_id: self.last_id,
@@ -534,10 +534,10 @@ impl Drop for Subscription {
         let mut rings: Vec<Arc<Ring>> = self.cursors.drain(..).map(|c| c.ring).collect();
         rings.extend(lock(&self.shared.pending).drain(..).map(|(r, _)| r));
         if self.has_patterns {
-            lock(&self.fanout.inner.patterns)
+            lock(&self.rings.inner.patterns)
                 .retain(|(_, w)| !w.ptr_eq(&Arc::downgrade(&self.shared)));
         }
-        self.fanout.unsubscribe(&self.shared, rings.into_iter());
+        self.rings.unsubscribe(&self.shared, rings.into_iter());
     }
 }
 
@@ -565,27 +565,27 @@ mod tests {
 
     #[tokio::test]
     async fn a_subscriber_gets_batches_in_order_and_only_new_messages() {
-        let fanout = Fanout::new(8);
-        fanout.deliver(&[msg(1, "a")]); // before subscribing: not seen
-        let mut sub = fanout.subscribe(&[t("a")], &[]).unwrap();
-        fanout.deliver(&[msg(2, "a"), msg(3, "b"), msg(4, "a")]);
+        let rings = Rings::new(8);
+        rings.deliver(&[msg(1, "a")]); // before subscribing: not seen
+        let mut sub = rings.subscribe(&[t("a")], &[]).unwrap();
+        rings.deliver(&[msg(2, "a"), msg(3, "b"), msg(4, "a")]);
         sub.changed().await;
         let mut out = Vec::new();
         sub.next_batch(&mut out).unwrap();
         assert_eq!(ids(&out), [2, 4]);
-        assert_eq!(fanout.subscribers(&t("a")), 1);
+        assert_eq!(rings.subscribers(&t("a")), 1);
         drop(sub);
-        assert_eq!(fanout.subscribers(&t("a")), 0);
-        assert!(fanout.live_topics().is_empty(), "idle ring removed");
+        assert_eq!(rings.subscribers(&t("a")), 0);
+        assert!(rings.live_topics().is_empty(), "idle ring removed");
     }
 
     #[test]
     fn multi_topic_and_patterns_merge_by_id_including_new_topics() {
-        let fanout = Fanout::new(8);
-        let mut sub = fanout
+        let rings = Rings::new(8);
+        let mut sub = rings
             .subscribe(&[t("x")], &[Pattern::new("farm.*").unwrap()])
             .unwrap();
-        fanout.deliver(&[
+        rings.deliver(&[
             msg(5, "farm.cow"),
             msg(6, "x"),
             msg(7, "farm.pig"),
@@ -598,15 +598,15 @@ mod tests {
 
     #[test]
     fn a_reader_that_falls_off_the_ring_lags_with_its_last_id() {
-        let fanout = Fanout::new(4);
-        let mut slow = fanout.subscribe(&[t("a")], &[]).unwrap();
-        let mut fast = fanout.subscribe(&[t("a")], &[]).unwrap();
+        let rings = Rings::new(4);
+        let mut slow = rings.subscribe(&[t("a")], &[]).unwrap();
+        let mut fast = rings.subscribe(&[t("a")], &[]).unwrap();
         let mut out = Vec::new();
-        fanout.deliver(&[msg(1, "a")]);
+        rings.deliver(&[msg(1, "a")]);
         slow.next_batch(&mut out).unwrap();
         let mut got = Vec::new();
         for id in 2..=20 {
-            fanout.deliver(&[msg(id, "a")]);
+            rings.deliver(&[msg(id, "a")]);
             fast.next_batch(&mut got).unwrap();
         }
         assert_eq!(got.len(), 20);
@@ -620,11 +620,11 @@ mod tests {
 
     #[test]
     fn the_history_seam_skips_what_was_already_sent_and_replays_are_ignored() {
-        let fanout = Fanout::new(8);
-        let mut sub = fanout.subscribe(&[t("a")], &[]).unwrap();
-        fanout.deliver(&[msg(1, "a"), msg(2, "a")]);
+        let rings = Rings::new(8);
+        let mut sub = rings.subscribe(&[t("a")], &[]).unwrap();
+        rings.deliver(&[msg(1, "a"), msg(2, "a")]);
         sub.skip_through(MessageId(1));
-        fanout.deliver(&[msg(2, "a"), msg(3, "a")]); // broker replay overlap
+        rings.deliver(&[msg(2, "a"), msg(3, "a")]); // broker replay overlap
         let mut out = Vec::new();
         sub.next_batch(&mut out).unwrap();
         assert_eq!(ids(&out), [2, 3]);
@@ -641,13 +641,13 @@ mod tests {
 
     #[test]
     fn a_batch_stops_at_its_byte_bound_and_the_rest_waits_in_order() {
-        let fanout = Fanout::new(64);
-        let mut one = fanout.subscribe(&[t("a")], &[]).unwrap();
-        let mut two = fanout.subscribe(&[t("a"), t("b")], &[]).unwrap();
+        let rings = Rings::new(64);
+        let mut one = rings.subscribe(&[t("a")], &[]).unwrap();
+        let mut two = rings.subscribe(&[t("a"), t("b")], &[]).unwrap();
         let batch: Vec<_> = (1..=20)
             .map(|id| big(id, if id % 3 == 0 { "b" } else { "a" }))
             .collect();
-        fanout.deliver(&batch);
+        rings.deliver(&batch);
         let mut got = Vec::new();
         let mut sizes = Vec::new();
         loop {
@@ -671,13 +671,13 @@ mod tests {
 
     #[test]
     fn eviction_makes_a_reader_that_had_not_read_it_lag() {
-        let fanout = Fanout::new(64);
-        let mut sub = fanout.subscribe(&[t("a")], &[]).unwrap();
-        fanout.deliver(&[msg(1, "a"), msg(2, "a")]);
+        let rings = Rings::new(64);
+        let mut sub = rings.subscribe(&[t("a")], &[]).unwrap();
+        rings.deliver(&[msg(1, "a"), msg(2, "a")]);
         let mut out = Vec::new();
         sub.next_batch(&mut out).unwrap();
-        fanout.deliver(&[msg(3, "a")]);
-        fanout.evict(&msg(3, "a"));
+        rings.deliver(&[msg(3, "a")]);
+        rings.evict(&msg(3, "a"));
         assert_eq!(
             sub.next_batch(&mut out),
             Err(Lagged {
@@ -688,20 +688,20 @@ mod tests {
 
     #[test]
     fn a_pattern_attaches_existing_rings_and_the_pattern_cap_refuses_more() {
-        let fanout = Fanout::with_limits(16, 100, 2, Budget::new(usize::MAX));
-        let _named = fanout.subscribe(&[t("farm.cow")], &[]).unwrap();
-        fanout.deliver(&[msg(1, "farm.cow")]); // before: not seen
+        let rings = Rings::with_limits(16, 100, 2, Budget::new(usize::MAX));
+        let _named = rings.subscribe(&[t("farm.cow")], &[]).unwrap();
+        rings.deliver(&[msg(1, "farm.cow")]); // before: not seen
         let p = |s: &str| Pattern::new(s).unwrap();
-        let mut sub = fanout.subscribe(&[], &[p("farm.*")]).unwrap();
-        fanout.deliver(&[msg(2, "farm.cow"), msg(3, "farm.pig")]);
+        let mut sub = rings.subscribe(&[], &[p("farm.*")]).unwrap();
+        rings.deliver(&[msg(2, "farm.cow"), msg(3, "farm.pig")]);
         let mut out = Vec::new();
         sub.next_batch(&mut out).unwrap();
         assert_eq!(ids(&out), [2, 3]);
         assert_eq!(
-            fanout.subscribe(&[], &[p("a.*"), p("b.*")]).err(),
+            rings.subscribe(&[], &[p("a.*"), p("b.*")]).err(),
             Some(Refused::TooManyPatterns(2))
         );
         drop(sub);
-        assert!(fanout.subscribe(&[], &[p("a.*"), p("b.*")]).is_ok());
+        assert!(rings.subscribe(&[], &[p("a.*"), p("b.*")]).is_ok());
     }
 }

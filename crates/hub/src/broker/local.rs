@@ -3,24 +3,24 @@
 
 use std::sync::Arc;
 
-use super::{Broker, Fanout};
+use super::{Broker, Rings};
 use crate::message::Message;
 
 /// Delivers each committed batch to the local fan-out, synchronously (the
 /// fan-out only pushes `Arc`s into rings and wakes subscriber tasks).
 #[derive(Clone)]
 pub struct LocalBroker {
-    fanout: Fanout,
+    rings: Rings,
 }
 
 impl LocalBroker {
-    pub fn new(fanout: Fanout) -> LocalBroker {
-        LocalBroker { fanout }
+    pub fn new(rings: Rings) -> LocalBroker {
+        LocalBroker { rings }
     }
 }
 
 impl Broker for LocalBroker {
     fn committed(&self, batch: &[Arc<Message>]) {
-        self.fanout.deliver(batch);
+        self.rings.deliver(batch);
     }
 }

@@ -1,8 +1,8 @@
 //! The broker: how committed messages reach the subscribers connected to
 //! this process, wherever they were published.
 //!
-//! Locally subscribers are served from per-topic rings ([`Fanout`], in
-//! `topic.rs`). The broker's only job is to feed [`Fanout::deliver`] with
+//! Locally subscribers are served from per-topic rings ([`Rings`], in
+//! `topic.rs`). The broker's only job is to feed [`Rings::deliver`] with
 //! every committed message **in id order, one batch at a time**:
 //!
 //! - [`local::LocalBroker`] (default, and with `--data-dir`): the store calls
@@ -12,10 +12,10 @@
 //!   no-op; a task receives every node's messages from Redis pub/sub, in
 //!   the order Redis committed them (one Lua script per publish assigns the
 //!   id, appends to the topic's stream and publishes, atomically), and
-//!   calls `Fanout::deliver`. After a reconnect it catches up from the
+//!   calls `Rings::deliver`. After a reconnect it catches up from the
 //!   streams first (`redis.rs` explains the order).
 //!
-//! `Fanout::deliver` ignores ids it has already delivered, so a broker that
+//! `Rings::deliver` ignores ids it has already delivered, so a broker that
 //! re-reads after a reconnect may overlap safely.
 
 pub mod local;
@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use crate::message::Message;
 
-pub use crate::topic::Fanout;
+pub use crate::topic::Rings;
 
 /// Hands committed messages to local subscribers (and, in cluster mode, to
 /// the other nodes). Object-safe; shared as `Arc<dyn Broker>`.

@@ -9,7 +9,7 @@
 //! topic's stream and `PUBLISH`es in one atomic step, so the messages on
 //! the channel `coop:msgs` come in id order on every node. The broker task
 //! reads them from one dedicated pub/sub connection, in chunks of what is
-//! already buffered (up to [`CHUNK`]), and calls [`Fanout::deliver`] with
+//! already buffered (up to [`CHUNK`]), and calls [`Rings::deliver`] with
 //! each chunk: that is the broker contract's "one batch at a time, in id
 //! order". [`Broker::committed`] is a no-op here: Redis, not the store, is
 //! where commit order is decided and from where it is delivered, to the
@@ -67,7 +67,7 @@ use futures::StreamExt;
 use redis::{Script, Value};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::{Broker, Fanout};
+use super::{Broker, Rings};
 use crate::message::{Message, MessageId, TopicName};
 use crate::store::redis::{strings, RedisConn, RedisHealth, CATCH_UP, CHANNEL, COMMAND_TIMEOUT};
 
@@ -86,14 +86,14 @@ pub struct RedisBroker {
 }
 
 impl RedisBroker {
-    /// Starts the broker task for this node's `fanout`. Must be called
+    /// Starts the broker task for this node's `rings`. Must be called
     /// inside a tokio runtime.
-    pub fn start(conn: RedisConn, fanout: Fanout) -> RedisBroker {
+    pub fn start(conn: RedisConn, rings: Rings) -> RedisBroker {
         let stop = CancellationToken::new();
         let health = conn.health.clone();
         // Unhealthy until the first subscription is confirmed.
         health.set_pubsub(Some("connecting".into()));
-        tokio::spawn(run(conn, fanout, stop.clone()));
+        tokio::spawn(run(conn, rings, stop.clone()));
         RedisBroker {
             health,
             _stop: stop.drop_guard(),
@@ -114,13 +114,13 @@ impl Broker for RedisBroker {
 /// Why one connection's life ended.
 type Broken = String;
 
-async fn run(conn: RedisConn, fanout: Fanout, stop: CancellationToken) {
+async fn run(conn: RedisConn, rings: Rings, stop: CancellationToken) {
     let mut delivered: Option<u64> = None;
     let mut backoff = BACKOFF_MIN;
     loop {
         let reason = tokio::select! {
             _ = stop.cancelled() => return,
-            r = session(&conn, &fanout, &mut delivered, &mut backoff) => r,
+            r = session(&conn, &rings, &mut delivered, &mut backoff) => r,
         };
         // Errors of the Redis client, scrubbed of the URL's password before
         // they reach the log or `/healthz` (`conn.url` is redacted already).
@@ -138,7 +138,7 @@ async fn run(conn: RedisConn, fanout: Fanout, stop: CancellationToken) {
 /// One pub/sub connection: subscribe, catch up, deliver until it breaks.
 async fn session(
     conn: &RedisConn,
-    fanout: &Fanout,
+    rings: &Rings,
     delivered: &mut Option<u64>,
     backoff: &mut Duration,
 ) -> Broken {
@@ -164,7 +164,7 @@ async fn session(
     };
     let after = delivered.unwrap_or(0);
     match catch_up(conn, after).await {
-        Ok(batch) => deliver(conn, fanout, delivered, batch),
+        Ok(batch) => deliver(conn, rings, delivered, batch),
         Err(e) => return format!("catch-up failed: {e}"),
     }
     conn.health.set_pubsub(None);
@@ -185,7 +185,7 @@ async fn session(
                     .iter()
                     .filter_map(|m| parse(m.get_payload_bytes()))
                     .collect();
-                deliver(conn, fanout, delivered, batch);
+                deliver(conn, rings, delivered, batch);
             }
             _ = ping.tick() => {
                 match tokio::time::timeout(COMMAND_TIMEOUT, sink.ping::<Value>()).await {
@@ -201,7 +201,7 @@ async fn session(
 /// Delivers the messages above `delivered`, in id order, and advances it.
 fn deliver(
     conn: &RedisConn,
-    fanout: &Fanout,
+    rings: &Rings,
     delivered: &mut Option<u64>,
     mut batch: Vec<Arc<Message>>,
 ) {
@@ -209,7 +209,7 @@ fn deliver(
     batch.retain(|m| m.id.0 > floor);
     let Some(last) = batch.last() else { return };
     let last = last.id.0;
-    fanout.deliver(&batch);
+    rings.deliver(&batch);
     *delivered = Some(last);
     conn.last_seen.fetch_max(last, Ordering::AcqRel);
 }

@@ -237,15 +237,15 @@ impl Store for MemoryStore {
 mod tests {
     use super::*;
     use crate::broker::local::LocalBroker;
-    use crate::topic::Fanout;
+    use crate::topic::Rings;
 
-    fn store(max_count: usize, max_age: Option<Duration>) -> (MemoryStore, Fanout) {
-        let fanout = Fanout::new(64);
-        let broker = Arc::new(LocalBroker::new(fanout.clone()));
+    fn store(max_count: usize, max_age: Option<Duration>) -> (MemoryStore, Rings) {
+        let rings = Rings::new(64);
+        let broker = Arc::new(LocalBroker::new(rings.clone()));
         let retention = Retention { max_count, max_age };
         (
             MemoryStore::new(retention, 10, broker, Budget::new(usize::MAX)),
-            fanout,
+            rings,
         )
     }
 

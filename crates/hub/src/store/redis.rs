@@ -678,13 +678,13 @@ impl Store for RedisStore {
 
 impl RedisConn {
     /// The cluster backend for a hub: this store and a
-    /// [`RedisBroker`](crate::broker::redis::RedisBroker) feeding `fanout`.
+    /// [`RedisBroker`](crate::broker::redis::RedisBroker) feeding `rings`.
     /// Pass to [`Hub::with_backend`](crate::Hub::with_backend); must run
     /// inside a tokio runtime (it starts the broker task).
-    pub fn backend(self, config: &crate::Config, fanout: crate::broker::Fanout) -> crate::Backend {
+    pub fn backend(self, config: &crate::Config, rings: crate::broker::Rings) -> crate::Backend {
         let broker = Arc::new(crate::broker::redis::RedisBroker::start(
             self.clone(),
-            fanout,
+            rings,
         ));
         let store = Arc::new(RedisStore::new(self, config.retention, config.max_topics));
         crate::Backend { store, broker }

@@ -29,7 +29,7 @@ async fn the_memory_budget_evicts_the_oldest_history_and_resumers_hear_of_the_ga
     // 4 MiB of messages over 128 topics into a 1 MiB budget.
     for i in 1..128 {
         hub.publish(&format!("/topics/t{i}"), &body).await;
-        let used = hub.hub.fanout().budget().used();
+        let used = hub.hub.rings().budget().used();
         assert!(
             used <= limit + 2 * body.len(),
             "budget {limit} B, holding {used} B after {i} publishes"
@@ -104,7 +104,7 @@ async fn a_stalled_subscriber_cannot_pin_memory_past_the_budget() {
             }
             other => panic!("unexpected status {other}"),
         }
-        let used = hub.hub.fanout().budget().used();
+        let used = hub.hub.rings().budget().used();
         // The batch being written to the socket may outlive its eviction
         // (a body and its encoding, 64 KiB and a message); nothing else does.
         assert!(

@@ -152,8 +152,8 @@ async fn age_retention_drops_old_messages_and_forgets_empty_topics() {
 async fn the_file_stays_bounded_under_a_steady_stream() {
     let dir = tempfile::tempdir().unwrap();
     let data = DataDir::open(dir.path(), SqliteOptions::default()).unwrap();
-    let fanout = hub::broker::Fanout::new(16);
-    let backend = data.backend(&retention(100, None), fanout);
+    let rings = hub::broker::Rings::new(16);
+    let backend = data.backend(&retention(100, None), rings);
     let store = backend.store;
     let body = bytes::Bytes::from(vec![b'x'; 1000]);
     let size = || {

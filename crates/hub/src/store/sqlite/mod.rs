@@ -220,14 +220,14 @@ enum Cmd {
 mod tests {
     use super::*;
     use crate::broker::local::LocalBroker;
-    use crate::topic::Fanout;
+    use crate::topic::Rings;
 
     fn t(name: &str) -> TopicName {
         TopicName::new(name).unwrap()
     }
 
     fn open(dir: &Path, retention: Retention) -> SqliteStore {
-        let broker = Arc::new(LocalBroker::new(Fanout::new(16)));
+        let broker = Arc::new(LocalBroker::new(Rings::new(16)));
         DataDir::open(dir, SqliteOptions::default())
             .unwrap()
             .into_store(retention, 100, broker)

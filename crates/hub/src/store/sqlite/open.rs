@@ -369,9 +369,9 @@ pub(super) fn load(conn: &Connection) -> rusqlite::Result<(Mirror, u64)> {
 
 impl DataDir {
     /// The durable backend for a hub: this store and a local broker feeding
-    /// `fanout`. Pass to [`Hub::with_backend`](crate::Hub::with_backend).
-    pub fn backend(self, config: &crate::Config, fanout: crate::broker::Fanout) -> crate::Backend {
-        let broker: Arc<dyn Broker> = Arc::new(crate::broker::local::LocalBroker::new(fanout));
+    /// `rings`. Pass to [`Hub::with_backend`](crate::Hub::with_backend).
+    pub fn backend(self, config: &crate::Config, rings: crate::broker::Rings) -> crate::Backend {
+        let broker: Arc<dyn Broker> = Arc::new(crate::broker::local::LocalBroker::new(rings));
         let store = Arc::new(self.into_store(config.retention, config.max_topics, broker.clone()));
         crate::Backend { store, broker }
     }
