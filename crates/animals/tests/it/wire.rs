@@ -48,8 +48,9 @@ async fn an_unknown_animal_is_404_at_once_with_the_talks_text() {
     let addr = farm(Duration::from_secs(5)).await;
     let start = Instant::now();
     let r = get(addr, "/animals/unicorn", &[]).await;
+    // Far below the farm's 5 s delay.
     assert!(
-        start.elapsed() < Duration::from_secs(1),
+        start.elapsed() < Duration::from_secs(3),
         "404 must not wait"
     );
     assert_eq!(r.status, 404);
@@ -110,7 +111,12 @@ async fn query_delay_overrides_and_is_capped_by_max_delay() {
     let start = Instant::now();
     let r = get(addr, "/animals/pig?delay=0", &[]).await;
     assert_eq!((r.status, r.text()), (200, "Oink!"));
-    assert!(start.elapsed() < Duration::from_millis(250));
+    // Far below the farm's 10 s: the request's own delay won.
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
 
     let start = Instant::now();
     let r = get(addr, "/animals/pig?delay=50ms", &[]).await;
@@ -200,7 +206,10 @@ async fn malformed_and_overlong_names_are_400_with_a_reason() {
         let start = Instant::now();
         let r = get(addr, path, &[]).await;
         assert_eq!((r.status, r.text()), (400, reason), "{path}");
-        assert!(start.elapsed() < Duration::from_secs(1));
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "{path} must not wait"
+        );
     }
     // 64 bytes is still a name (just not a known one).
     let ok_len = format!("/animals/{}", "a".repeat(64));
