@@ -204,7 +204,7 @@ mod tests {
         let broker = Arc::new(LocalBroker::new(Rings::new(16)));
         let retention = Retention {
             max_count,
-            max_age: None,
+            ..Retention::default()
         };
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new(
             retention,

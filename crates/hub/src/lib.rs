@@ -37,6 +37,7 @@
 pub mod auth;
 pub mod broker;
 pub mod budget;
+pub mod clock;
 pub mod direct;
 pub mod error;
 pub mod history;

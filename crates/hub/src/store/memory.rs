@@ -15,7 +15,7 @@ use futures::future::{ready, BoxFuture};
 use super::{History, Retention, Store, StoreError, TopicStats};
 use crate::broker::Broker;
 use crate::budget::Budget;
-use crate::message::{now_ms, now_us, Message, MessageId, TopicName};
+use crate::message::{now_us, Message, MessageId, TopicName};
 
 /// In-memory history with count and age retention.
 pub struct MemoryStore {
@@ -106,7 +106,12 @@ impl MemoryStore {
         let id = MessageId(inner.next_id);
         inner.next_id += 1;
         inner.last_id = Some(id);
-        let msg = Arc::new(Message::new(id, topic.clone(), now_ms(), body));
+        let msg = Arc::new(Message::new(
+            id,
+            topic.clone(),
+            self.retention.clock.now_ms(),
+            body,
+        ));
         self.budget.charge(&msg);
         let hist = inner.topics.entry(topic).or_default();
         hist.last_id = Some(id);
@@ -132,7 +137,11 @@ impl MemoryStore {
     }
 
     fn prune_now(&self, max_age: Duration) -> usize {
-        let cutoff = now_ms().saturating_sub(max_age.as_millis() as u64);
+        let cutoff = self
+            .retention
+            .clock
+            .now_ms()
+            .saturating_sub(max_age.as_millis() as u64);
         let mut inner = self.lock();
         let mut dropped = 0;
         let mut forgotten = inner.forgotten_through;
@@ -242,7 +251,11 @@ mod tests {
     fn store(max_count: usize, max_age: Option<Duration>) -> (MemoryStore, Rings) {
         let rings = Rings::new(64);
         let broker = Arc::new(LocalBroker::new(rings.clone()));
-        let retention = Retention { max_count, max_age };
+        let retention = Retention {
+            max_count,
+            max_age,
+            ..Retention::default()
+        };
         (
             MemoryStore::new(retention, 10, broker, Budget::new(usize::MAX)),
             rings,
@@ -290,10 +303,17 @@ mod tests {
 
     #[tokio::test]
     async fn age_retention_forgets_empty_topics_but_remembers_the_gap() {
-        let (store, _) = store(10, Some(Duration::ZERO));
+        let clock = crate::clock::Clock::adjustable();
+        let broker = Arc::new(LocalBroker::new(Rings::new(16)));
+        let retention = Retention {
+            max_count: 10,
+            max_age: Some(Duration::from_secs(60)),
+            clock,
+        };
+        let store = MemoryStore::new(retention, 10, broker, Budget::new(usize::MAX));
         let m = store.append(t("a"), "old".into()).await.unwrap();
-        // max_age zero: everything older than this millisecond goes.
-        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(store.prune().await.unwrap(), 0, "a minute has not passed");
+        clock.advance(Duration::from_secs(61));
         assert_eq!(store.prune().await.unwrap(), 1);
         assert!(store.topics().await.unwrap().is_empty());
         let h = store.read(&t("a"), None).await.unwrap();

@@ -59,6 +59,8 @@ pub struct Retention {
     pub max_count: usize,
     /// Oldest message kept (`--history-ttl`); `None` keeps by count only.
     pub max_age: Option<Duration>,
+    /// The clock ages are measured on (and message times read from).
+    pub clock: crate::clock::Clock,
 }
 
 impl Default for Retention {
@@ -66,6 +68,7 @@ impl Default for Retention {
         Retention {
             max_count: 1000,
             max_age: None,
+            clock: crate::clock::Clock::system(),
         }
     }
 }

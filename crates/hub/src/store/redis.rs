@@ -562,7 +562,7 @@ impl Store for RedisStore {
             Ok(Arc::new(Message::new(
                 MessageId(id),
                 topic,
-                crate::message::now_ms(),
+                self.retention.clock.now_ms(),
                 body,
             )))
         })
@@ -647,7 +647,11 @@ impl Store for RedisStore {
             let Some(max_age) = self.retention.max_age else {
                 return Ok(0);
             };
-            let cutoff = crate::message::now_us().saturating_sub(max_age.as_micros() as u64);
+            let cutoff = self
+                .retention
+                .clock
+                .now_us()
+                .saturating_sub(max_age.as_micros() as u64);
             let cutoff = cutoff.to_string();
             let v = self
                 .conn

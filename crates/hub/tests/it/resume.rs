@@ -70,7 +70,7 @@ async fn ids_no_longer_held_are_reported_as_a_gap_not_skipped() {
     let hub = TestHub::start(Config {
         retention: Retention {
             max_count: 2,
-            max_age: None,
+            ..Retention::default()
         },
         ..Config::default()
     })

@@ -108,7 +108,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{History, Retention, Store, StoreError, TopicStats};
 use crate::broker::Broker;
 use crate::lock;
-use crate::message::{now_ms, now_us, Message, MessageId, TopicName};
+use crate::message::{Message, MessageId, TopicName};
 
 mod open;
 mod reader;

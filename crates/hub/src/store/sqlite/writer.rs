@@ -97,9 +97,9 @@ impl Writer {
                     }
                     new_topics.insert(topic.clone());
                 }
-                let id = (self.last_id + 1).max(now_us());
+                let id = (self.last_id + 1).max(self.retention.clock.now_us());
                 self.last_id = id;
-                self.last_time_ms = self.last_time_ms.max(now_ms());
+                self.last_time_ms = self.last_time_ms.max(self.retention.clock.now_ms());
                 let msg = Arc::new(Message::new(MessageId(id), topic, self.last_time_ms, body));
                 batch.push(Pending { msg, reply });
             }
@@ -205,7 +205,11 @@ impl Writer {
         let Some(max_age) = self.retention.max_age else {
             return Ok(0);
         };
-        let cutoff = now_us().saturating_sub(max_age.as_micros() as u64) as i64;
+        let cutoff = self
+            .retention
+            .clock
+            .now_us()
+            .saturating_sub(max_age.as_micros() as u64) as i64;
         {
             // Cheap check first: nothing to do unless some topic's oldest
             // message is older than the cutoff.
