@@ -287,6 +287,7 @@ impl HubArgs {
             retention: hub::store::Retention {
                 max_count: self.history,
                 max_age: self.history_ttl,
+                ..Default::default()
             },
             buffer: self.buffer as usize,
             max_message: self.max_message,
