@@ -24,7 +24,7 @@ use crate::limit::{RateLimiter, TrustedProxies};
 use crate::message::{Message, MessageId, TopicName};
 use crate::pattern::Pattern;
 use crate::store::memory::MemoryStore;
-use crate::store::{Retention, Store, StoreError};
+use crate::store::{Retention, Store};
 use crate::topic::Subscription;
 
 /// Everything configurable about the hub (the binary maps flags onto it).
@@ -476,10 +476,9 @@ impl Hub {
             .store
             .append(topic, body)
             .await
-            .map_err(|e| match e {
-                StoreError::TooManyTopics(_) => HubError::Unavailable(e.to_string()),
-                other => HubError::Unavailable(other.to_string()),
-            })?;
+            // Every store failure (too many topics, closed, backend down)
+            // is the server's to fix or wait out: 503 with the reason.
+            .map_err(|e| HubError::Unavailable(e.to_string()))?;
         self.inner.metrics.publishes.increment(1);
         let subscribers = self.inner.rings.subscribers(&msg.topic);
         Ok((msg, subscribers))
