@@ -55,22 +55,26 @@ impl<'a> Head<'a> {
         self
     }
 
+    /// Adds `content-length` (hyper writes it after the handler's headers).
+    pub fn length(self, len: usize) -> Head<'a> {
+        let mut digits = itoa_buf(len);
+        self.header("content-length", digits.as_bytes_mut())
+    }
+
     /// Ends a head whose body is `len` bytes long.
     pub fn sized(self, len: usize) {
-        let mut digits = itoa_buf(len);
-        self.out.put_slice(b"content-length: ");
-        self.out.put_slice(digits.as_bytes_mut());
-        self.finish();
+        self.length(len).end();
     }
 
     /// Ends a head whose body follows in chunks.
     pub fn chunked(self) {
-        self.out.put_slice(b"transfer-encoding: chunked");
-        self.finish();
+        self.header("transfer-encoding", "chunked").end();
     }
 
-    fn finish(self) {
-        self.out.put_slice(b"\r\ndate: ");
+    /// Ends the head: the `date` (last, as hyper writes it) and the blank
+    /// line.
+    pub fn end(self) {
+        self.out.put_slice(b"date: ");
         with_date(|date| self.out.put_slice(date));
         self.out.put_slice(b"\r\n\r\n");
     }
@@ -142,10 +146,12 @@ pub fn response(
     for (name, value) in extra {
         head = head.header(name, value);
     }
+    // hyper's order: the length, then `connection`, then the date.
+    head = head.length(body.len());
     if close {
         head = head.header("connection", "close");
     }
-    head.sized(body.len());
+    head.end();
     if !head_only {
         out.put_slice(body);
     }
@@ -185,7 +191,7 @@ mod tests {
         );
         let text = String::from_utf8(out.to_vec()).unwrap();
         assert!(text.starts_with(
-            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 4\r\ndate: "
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\nretry-after: 1\r\ncontent-length: 4\r\nconnection: close\r\ndate: "
         ));
         assert!(text.ends_with(" GMT\r\n\r\nbusy"), "{text}");
         let mut out = BytesMut::new();
@@ -204,7 +210,7 @@ mod tests {
         let out = error(StatusCode::FORBIDDEN, "no", &[]);
         let text = String::from_utf8(out.to_vec()).unwrap();
         assert!(text.starts_with("HTTP/1.1 403 Forbidden\r\n"));
-        assert!(text.contains("connection: close\r\ncontent-length: 3\r\ndate: "));
+        assert!(text.contains("content-length: 3\r\nconnection: close\r\ndate: "));
         assert!(text.ends_with("\r\n\r\nno\n"));
     }
 

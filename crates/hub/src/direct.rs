@@ -192,8 +192,9 @@ async fn run(mut stream: TcpStream, mut sub: Subscriber) {
         .header("content-type", format.content_type())
         .header("cache-control", "no-cache")
         .header("x-accel-buffering", "no")
+        .header("transfer-encoding", "chunked")
         .header("connection", "close")
-        .chunked();
+        .end();
     if format.is_sse() {
         chunk(&mut buf, |b| b.put_slice(crate::transport::sse::PREAMBLE));
     }

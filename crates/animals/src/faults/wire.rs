@@ -227,13 +227,15 @@ fn head(f: &Faulty, framing: Framing, close: bool) -> Vec<u8> {
     if let Some(secs) = f.retry_after {
         head = head.header("retry-after", secs.to_string());
     }
+    // hyper's order: the framing, then `connection`, then the date.
+    head = match framing {
+        Framing::Length(n) => head.length(n),
+        Framing::Chunked => head.header("transfer-encoding", "chunked"),
+    };
     if close {
         head = head.header("connection", "close");
     }
-    match framing {
-        Framing::Length(n) => head.sized(n),
-        Framing::Chunked => head.chunked(),
-    }
+    head.end();
     out.to_vec()
 }
 

@@ -1,8 +1,6 @@
 //! Shared helpers: serve a router on port 0, and speak raw HTTP/1.1 when a
 //! test must see the bytes exactly as they travel.
 
-#![allow(dead_code)]
-
 use std::net::SocketAddr;
 use std::time::Duration;
 

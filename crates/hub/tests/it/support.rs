@@ -1,8 +1,6 @@
 //! Test helpers: a hub served on port 0, and small streaming clients (raw
 //! lines, an SSE parser, NDJSON) reading a reqwest byte stream.
 
-#![allow(dead_code)]
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
