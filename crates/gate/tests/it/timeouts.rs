@@ -8,6 +8,7 @@ use gate::Limits;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::h2c::{self, H2};
 use crate::support::{serve, Wire};
 
 const HEADER_TIMEOUT: Duration = Duration::from_millis(300);
@@ -114,4 +115,65 @@ async fn a_head_sent_one_byte_every_100ms_is_cut_off_at_the_header_timeout() {
             "{target}: closed after {took:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn an_h2c_preface_and_request_sent_one_byte_every_100ms_are_cut_off_at_the_header_timeout() {
+    let served = serve(short_header_timeout()).await;
+    // The preface's first line at once (no longer an HTTP/1.x head as
+    // soon as its version is read), then the rest of the preface, the
+    // client's SETTINGS and a request a byte at a time.
+    let (burst, rest) = h2c::PREFACE.split_at(16);
+    let mut bytes = rest.to_vec();
+    bytes.extend(h2c::frame(h2c::SETTINGS, 0, 0, &[]));
+    bytes.extend(h2c::get_headers(
+        1,
+        &format!("/hyper/hello?{}", "x".repeat(80)),
+    ));
+    let (took, got) = trickle(served.addr, burst, bytes).await;
+    // Whatever the server sent (its SETTINGS), never an answer: no
+    // HEADERS frame on stream 1.
+    let mut rest = &got[..];
+    while rest.len() >= 9 {
+        let len = u32::from_be_bytes([0, rest[0], rest[1], rest[2]]) as usize;
+        assert!(rest[3] != 0x1, "answered: {got:?}");
+        rest = &rest[(9 + len).min(rest.len())..];
+    }
+    assert!(took >= HEADER_TIMEOUT / 2, "closed after {took:?}");
+}
+
+/// HTTP/2 keeps no connection open for nothing either: after its last
+/// answer (a well-behaved client: it answers the server's PING, so the
+/// server's GOAWAY completes) and after a handshake with no request at
+/// all (a client that answers nothing).
+#[tokio::test]
+async fn an_idle_h2_connection_is_closed_after_the_header_timeout() {
+    let served = serve(short_header_timeout()).await;
+    let h2 = H2::connect(served.addr).await;
+    let r = h2.get("/hyper/hello").await;
+    assert_eq!((r.status, r.path()), (200, Some("hyper")), "{r:?}");
+    let start = Instant::now();
+    tokio::time::timeout(CLOSED_WITHIN, h2.conn)
+        .await
+        .unwrap_or_else(|_| {
+            panic!("an idle HTTP/2 connection was still open after {CLOSED_WITHIN:?}")
+        })
+        .unwrap();
+    let took = start.elapsed();
+    assert!(took >= HEADER_TIMEOUT / 2, "closed after {took:?}");
+
+    let (mut stream, _) = h2c::raw_handshake(served.addr).await;
+    let start = Instant::now();
+    tokio::time::timeout(CLOSED_WITHIN, async {
+        while let Some(f) = h2c::read_frame(&mut stream).await {
+            // SETTINGS' acknowledgement, GOAWAY, PING: never an answer.
+            assert_ne!(f.kind, 0x1, "{f:?}");
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!("an HTTP/2 connection with no request was still open after {CLOSED_WITHIN:?}")
+    });
+    let took = start.elapsed();
+    assert!(took >= HEADER_TIMEOUT / 2, "closed after {took:?}");
 }
