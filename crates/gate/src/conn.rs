@@ -227,9 +227,10 @@ async fn serve_hyper<I>(shared: &Shared, io: I, peer: SocketAddr, held: Held)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    // The connection's place under the limits and in the drain.
-    let _held = held;
-    let io = TokioIo::new(io);
+    // The socket carries the connection's place under the limits and in
+    // the drain: an upgraded connection (a WebSocket) outlives hyper's
+    // connection future, and keeps its place until it closes.
+    let io = TokioIo::new(Holding { io, _held: held });
     let activity = Activity::new();
     let service = {
         let router = shared.router.clone();
@@ -348,6 +349,54 @@ impl hyper::body::Body for Counted {
 
     fn size_hint(&self) -> hyper::body::SizeHint {
         self.body.size_hint()
+    }
+}
+
+/// An I/O that carries what its connection holds ([`Held`]): whoever owns
+/// the socket (hyper, or the task of a connection hyper upgraded) keeps
+/// the connection's place until the socket is dropped.
+struct Holding<I> {
+    io: I,
+    _held: Held,
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Holding<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Holding<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 

@@ -288,9 +288,10 @@ impl Drain {
     }
 
     /// Waits for every connection to finish, at most `timeout`: since the
-    /// shutdown token was cancelled, hyper's close after their answer and
-    /// fast paths see [`Conn::closing`] and the token. `true` if all finished in time; the
-    /// rest are the caller's to abandon.
+    /// shutdown token was cancelled, hyper's close after their answer,
+    /// upgraded ones (WebSockets) when their handler lets go of the
+    /// socket, and fast paths see [`Conn::closing`] and the token. `true`
+    /// if all finished in time; the rest are the caller's to abandon.
     pub async fn finish(self, timeout: Duration) -> bool {
         tokio::time::timeout(timeout, self.graceful.shutdown())
             .await

@@ -8,7 +8,7 @@ use gate::{Limits, Refusal};
 use tokio::io::AsyncWriteExt;
 
 use crate::h2c::{self, H2};
-use crate::support::{eventually, get_request, serve, Wire, WAIT};
+use crate::support::{eventually, get_request, serve, Wire, WAIT, WS_UPGRADE};
 
 #[tokio::test]
 async fn a_third_connection_from_one_address_is_refused_and_another_address_is_served() {
@@ -54,6 +54,44 @@ async fn a_third_connection_from_one_address_is_refused_and_another_address_is_s
     .await;
     assert_eq!(r.path(), Some("fast"));
     drop(two);
+}
+
+/// A WebSocket is a connection like any other: upgraded, it still counts
+/// against its address until it closes.
+#[tokio::test]
+async fn upgraded_connections_keep_their_place_under_the_per_address_cap() {
+    let served = serve(Limits {
+        max_connections_per_ip: 2,
+        ..Limits::default()
+    })
+    .await;
+    let addr = served.addr;
+    let mut sockets = Vec::new();
+    for _ in 0..2 {
+        let mut ws = Wire::connect(addr).await;
+        ws.send(WS_UPGRADE).await;
+        let r = ws.response().await;
+        assert_eq!(r.status, 101, "{r:?}");
+        sockets.push(ws);
+    }
+    let mut third = Wire::connect(addr).await;
+    third.send(WS_UPGRADE).await;
+    third.response().await.assert_refused(Refusal::PerAddress);
+    let mut third = Wire::connect(addr).await;
+    third
+        .get("/fast/hello")
+        .await
+        .assert_refused(Refusal::PerAddress);
+
+    // Closing a WebSocket frees its place.
+    drop(sockets.pop());
+    let r = eventually("a place freed by a closed WebSocket", || async {
+        let mut again = Wire::connect(addr).await;
+        let r = again.get("/hyper/hello").await;
+        (r.status == 200).then_some(r)
+    })
+    .await;
+    assert_eq!(r.path(), Some("hyper"));
 }
 
 /// Asserts that a request gets the in-flight `503` on the fast path (then
