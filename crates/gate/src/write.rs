@@ -57,20 +57,30 @@ impl<'a> Head<'a> {
 
     /// Ends a head whose body is `len` bytes long.
     pub fn sized(self, len: usize) {
+        self.sized_closing(len, false);
+    }
+
+    /// Ends a head whose body is `len` bytes long, with `connection:
+    /// close` when `close`: after the length, where hyper writes it.
+    pub fn sized_closing(self, len: usize, close: bool) {
         let mut digits = itoa_buf(len);
         self.out.put_slice(b"content-length: ");
         self.out.put_slice(digits.as_bytes_mut());
+        self.out.put_slice(b"\r\n");
+        if close {
+            self.out.put_slice(b"connection: close\r\n");
+        }
         self.finish();
     }
 
-    /// Ends a head whose body follows in chunks.
+    /// Ends a head whose body follows in chunks (hyper writes
+    /// `transfer-encoding` after the other headers, `connection` too).
     pub fn chunked(self) {
-        self.out.put_slice(b"transfer-encoding: chunked");
-        self.finish();
+        self.header("transfer-encoding", "chunked").finish();
     }
 
     fn finish(self) {
-        self.out.put_slice(b"\r\ndate: ");
+        self.out.put_slice(b"date: ");
         with_date(|date| self.out.put_slice(date));
         self.out.put_slice(b"\r\n\r\n");
     }
@@ -127,8 +137,9 @@ pub fn chunk(buf: &mut BytesMut, fill: impl FnOnce(&mut BytesMut)) {
 pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
 /// A whole answer with a body, in one buffer: the status, `content-type`,
-/// `extra` headers, `connection: close` when `close`, the length and the
-/// date. `head_only` leaves the body out (an answer to `HEAD`).
+/// `extra` headers, the length, `connection: close` when `close`, and the
+/// date (hyper's order). `head_only` leaves the body out (an answer to
+/// `HEAD`).
 pub fn response(
     status: StatusCode,
     content_type: &str,
@@ -142,10 +153,7 @@ pub fn response(
     for (name, value) in extra {
         head = head.header(name, value);
     }
-    if close {
-        head = head.header("connection", "close");
-    }
-    head.sized(body.len());
+    head.sized_closing(body.len(), close);
     if !head_only {
         out.put_slice(body);
     }
@@ -185,7 +193,7 @@ mod tests {
         );
         let text = String::from_utf8(out.to_vec()).unwrap();
         assert!(text.starts_with(
-            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 4\r\ndate: "
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\nretry-after: 1\r\ncontent-length: 4\r\nconnection: close\r\ndate: "
         ));
         assert!(text.ends_with(" GMT\r\n\r\nbusy"), "{text}");
         let mut out = BytesMut::new();
@@ -204,7 +212,7 @@ mod tests {
         let out = error(StatusCode::FORBIDDEN, "no", &[]);
         let text = String::from_utf8(out.to_vec()).unwrap();
         assert!(text.starts_with("HTTP/1.1 403 Forbidden\r\n"));
-        assert!(text.contains("connection: close\r\ncontent-length: 3\r\ndate: "));
+        assert!(text.contains("content-length: 3\r\nconnection: close\r\ndate: "));
         assert!(text.ends_with("\r\n\r\nno\n"));
     }
 

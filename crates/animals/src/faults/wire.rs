@@ -227,12 +227,14 @@ fn head(f: &Faulty, framing: Framing, close: bool) -> Vec<u8> {
     if let Some(secs) = f.retry_after {
         head = head.header("retry-after", secs.to_string());
     }
-    if close {
-        head = head.header("connection", "close");
-    }
     match framing {
-        Framing::Length(n) => head.sized(n),
-        Framing::Chunked => head.chunked(),
+        Framing::Length(n) => head.sized_closing(n, close),
+        Framing::Chunked => {
+            if close {
+                head = head.header("connection", "close");
+            }
+            head.chunked()
+        }
     }
     out.to_vec()
 }
