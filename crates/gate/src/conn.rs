@@ -1,12 +1,14 @@
 //! One connection's life: read a head, show it to the fast paths, answer
 //! or hand the connection (with what was read) to hyper.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::Router;
 use bytes::{Buf, Bytes, BytesMut};
@@ -16,6 +18,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -136,12 +139,12 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAd
         let _ = conn.stream.shutdown().await;
         return;
     }
-    let Conn {
-        stream, mut held, ..
-    } = conn;
+    let Conn { stream, held, .. } = conn;
     let io = Rewound::new(buf.freeze(), stream);
     let io = Stalled::new(io, shared.limits.write_timeout);
-    serve_hyper(&shared, TokioIo::new(io), peer, &mut held).await;
+    // Boxed, so that connections answered by a fast path do not carry the
+    // size of hyper's connection state.
+    Box::pin(serve_hyper(&shared, io, peer, held)).await;
 }
 
 /// Whether `buf` is (the start of) the HTTP/2 connection preface.
@@ -176,7 +179,7 @@ async fn serve_tls(
     shared: Arc<Shared>,
     stream: TcpStream,
     peer: SocketAddr,
-    mut held: Held,
+    held: Held,
 ) {
     // The handshake is part of the head: it gets the header timeout.
     let accepted = tokio::select! {
@@ -196,35 +199,191 @@ async fn serve_tls(
         }
     };
     let io = Stalled::new(stream, shared.limits.write_timeout);
-    serve_hyper(&shared, TokioIo::new(io), peer, &mut held).await;
+    serve_hyper(&shared, io, peer, held).await;
 }
 
-/// hyper's HTTP/1.1 (with upgrades) or HTTP/2 on `io`, under the drain.
-async fn serve_hyper<I>(shared: &Shared, io: TokioIo<I>, peer: SocketAddr, held: &mut Held)
+/// hyper's HTTP/1.1 (with upgrades) or HTTP/2 on `io`, under the drain
+/// and the header timeout.
+///
+/// The header timeout is also how long hyper's connection may go without
+/// a request being answered. hyper's HTTP/1.1 has that timer itself; its
+/// HTTP/2 has none, so without this an h2c client could send the start of
+/// the preface and then trickle (or send nothing), or keep a connection
+/// with no stream open, for ever.
+async fn serve_hyper<I>(shared: &Shared, io: I, peer: SocketAddr, held: Held)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    // The peer address as `ConnectInfo`, for per-client limits (the hub's
-    // publish rate).
-    let service = TowerToHyperService::new(tower::ServiceExt::map_request(
-        shared.router.clone(),
-        move |mut req: axum::extract::Request<hyper::body::Incoming>| {
-            req.extensions_mut()
-                .insert(axum::extract::ConnectInfo(peer));
-            req
-        },
-    ));
+    // The socket carries the connection's place under the limits and in
+    // the drain: an upgraded connection (a WebSocket) outlives hyper's
+    // connection future, and keeps its place until it closes.
+    let io = TokioIo::new(Holding { io, _held: held });
+    let activity = Activity::new();
+    let service = {
+        let router = shared.router.clone();
+        let activity = activity.clone();
+        tower::service_fn(
+            move |mut req: axum::extract::Request<hyper::body::Incoming>| {
+                let active = activity.start();
+                // The peer address as `ConnectInfo`, for per-client limits
+                // (the hub's publish rate).
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                let answer = tower::ServiceExt::oneshot(router.clone(), req);
+                async move {
+                    let resp = answer.await?;
+                    Ok::<_, Infallible>(resp.map(|body| Counted {
+                        body,
+                        _active: active,
+                    }))
+                }
+            },
+        )
+    };
     let conn = shared
         .hyper
-        .serve_connection_with_upgrades(io, service)
+        .serve_connection_with_upgrades(io, TowerToHyperService::new(service))
         .into_owned();
-    let Some(watcher) = held.watcher.take() else {
-        return;
+    let mut conn = std::pin::pin!(conn);
+    let timeout = shared.limits.header_timeout;
+    let mut idle = std::pin::pin!(activity.idle_for(timeout));
+    let mut idled = false;
+    let mut draining = false;
+    let ended = loop {
+        tokio::select! {
+            ended = conn.as_mut() => break ended,
+            _ = shared.shutdown.cancelled(), if !draining => {
+                draining = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = idle.as_mut() => {
+                if idled {
+                    // Still idle a header timeout after being asked to
+                    // close: an HTTP/2 client that never acknowledges the
+                    // GOAWAY's PING, or never finished its handshake.
+                    tracing::debug!(%peer, "closed: idle past the header timeout");
+                    return;
+                }
+                idled = true;
+                conn.as_mut().graceful_shutdown();
+                idle.set(activity.idle_for(timeout));
+            }
+        }
     };
-    // Boxed, so that connections answered by a fast path do not carry the
-    // size of hyper's connection state.
-    if let Err(err) = Box::pin(watcher.watch(conn)).await {
+    if let Err(err) = ended {
         tracing::debug!(%peer, error = %err, "connection ended with an error");
+    }
+}
+
+/// Requests being answered on one hyper connection: each counts from the
+/// call of the service to the end of its answer's body.
+#[derive(Clone)]
+struct Activity(Arc<watch::Sender<usize>>);
+
+/// One request counted in its connection's [`Activity`].
+struct Active(Arc<watch::Sender<usize>>);
+
+impl Activity {
+    fn new() -> Activity {
+        Activity(Arc::new(watch::Sender::new(0)))
+    }
+
+    fn start(&self) -> Active {
+        self.0.send_modify(|n| *n += 1);
+        Active(self.0.clone())
+    }
+
+    /// Resolves once no request has been answered for `timeout` in a row.
+    async fn idle_for(&self, timeout: Duration) {
+        let mut rx = self.0.subscribe();
+        loop {
+            // The sender lives as long as `self`: these never fail.
+            let _ = rx.wait_for(|active| *active == 0).await;
+            if tokio::time::timeout(timeout, rx.changed()).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
+}
+
+/// An answer's body, counted as activity until hyper drops it (sent, or
+/// abandoned).
+struct Counted {
+    body: axum::body::Body,
+    _active: Active,
+}
+
+impl hyper::body::Body for Counted {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// An I/O that carries what its connection holds ([`Held`]): whoever owns
+/// the socket (hyper, or the task of a connection hyper upgraded) keeps
+/// the connection's place until the socket is dropped.
+struct Holding<I> {
+    io: I,
+    _held: Held,
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Holding<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Holding<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 

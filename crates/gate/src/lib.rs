@@ -10,8 +10,8 @@
 //! - **limits** ([`Limits`]): connections in all and per address, requests
 //!   in flight over every connection and stream, HTTP/2 streams per
 //!   connection, the header timeout (which is also the keep-alive idle
-//!   timeout), the largest head; past each, a `503` with a one-line reason
-//!   ([`Refusal`]) or hyper's `431`;
+//!   timeout, HTTP/2 included), the largest head; past each, a `503`
+//!   with a one-line reason ([`Refusal`]) or hyper's `431`;
 //! - **one parse of each request head** ([`head::parse`], httparse) and one
 //!   dispatch: each [`FastPath`] is shown the parsed head in turn and may
 //!   claim the request; otherwise hyper serves the connection, re-reading
@@ -116,7 +116,7 @@ pub struct Conn {
 /// What an open connection holds: its place under the connection limits
 /// and in the drain. Whoever keeps the socket keeps this until it closes.
 pub struct Held {
-    watcher: Option<Watcher>,
+    _watcher: Watcher,
     _permit: OwnedSemaphorePermit,
     _address: AddressSlot,
 }
@@ -250,7 +250,7 @@ impl Gate {
                 ) {
                     None => Err(Refusal::PerAddress),
                     Some(address) => Ok(Held {
-                        watcher: Some(graceful.watcher()),
+                        _watcher: graceful.watcher(),
                         _permit: permit,
                         _address: address,
                     }),
@@ -288,10 +288,11 @@ impl Drain {
         self.graceful.count()
     }
 
-    /// Asks every connection to finish (hyper's close after their answer;
-    /// fast paths see [`Conn::closing`] and the shutdown token) and waits
-    /// for them, at most `timeout`. `true` if all finished in time; the
-    /// rest are the caller's to abandon.
+    /// Waits for every connection to finish, at most `timeout`: since the
+    /// shutdown token was cancelled, hyper's close after their answer,
+    /// upgraded ones (WebSockets) when their handler lets go of the
+    /// socket, and fast paths see [`Conn::closing`] and the token. `true`
+    /// if all finished in time; the rest are the caller's to abandon.
     pub async fn finish(self, timeout: Duration) -> bool {
         tokio::time::timeout(timeout, self.graceful.shutdown())
             .await

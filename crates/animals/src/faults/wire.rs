@@ -227,14 +227,24 @@ fn head(f: &Faulty, framing: Framing, close: bool) -> Vec<u8> {
     if let Some(secs) = f.retry_after {
         head = head.header("retry-after", secs.to_string());
     }
-    // hyper's order: the framing, then `connection`, then the date.
+    // hyper's order: `content-length` then `connection`; with chunks,
+    // `connection` then `transfer-encoding`; the date last.
     head = match framing {
-        Framing::Length(n) => head.length(n),
-        Framing::Chunked => head.header("transfer-encoding", "chunked"),
+        Framing::Length(n) => {
+            let head = head.length(n);
+            if close {
+                head.header("connection", "close")
+            } else {
+                head
+            }
+        }
+        Framing::Chunked => {
+            if close {
+                head = head.header("connection", "close");
+            }
+            head.header("transfer-encoding", "chunked")
+        }
     };
-    if close {
-        head = head.header("connection", "close");
-    }
     head.end();
     out.to_vec()
 }

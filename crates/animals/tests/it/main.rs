@@ -3,5 +3,6 @@
 //! binary for the crate, so it links once.
 
 mod client;
+mod front_door;
 mod support;
 mod wire;

@@ -237,39 +237,3 @@ async fn head_answers_without_a_body() {
         "HEAD must have no body: {text:?}"
     );
 }
-
-/// The fast path (behind the gate, as `coop serve` runs it) and hyper with
-/// the router send the same status, headers (but the date) and body for the
-/// same request.
-#[tokio::test]
-async fn the_fast_path_and_hyper_answer_the_same_bytes() {
-    let config = || Config {
-        delay: Duration::ZERO,
-        ..Config::default()
-    };
-    let fast = farm_with(config()).await;
-    let hyper = crate::support::farm_via_hyper(config()).await;
-    let cases: [(&str, &[&str]); 7] = [
-        ("/animals", &[]),
-        ("/animals/cow", &[]),
-        ("/animals/cow", &["Accept: application/json"]),
-        ("/animals/unicorn", &[]),
-        ("/animals/unicorn", &["Accept: application/json"]),
-        ("/animals/c%20w", &[]),
-        ("/animals/cow?delay=soon", &[]),
-    ];
-    for (path, extra) in cases {
-        let (a, b) = (get(fast, path, extra).await, get(hyper, path, extra).await);
-        let without_date = |r: &crate::support::Raw| {
-            r.headers
-                .iter()
-                .filter(|(n, _)| n != "date")
-                .cloned()
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(a.status, b.status, "{path} {extra:?}");
-        assert_eq!(without_date(&a), without_date(&b), "{path} {extra:?}");
-        assert_eq!(a.body, b.body, "{path} {extra:?}");
-        assert!(a.header("date").is_some() && b.header("date").is_some());
-    }
-}

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod abuse_front_door;
 mod abuse_memory;
 mod abuse_ops;
 mod abuse_origin;
