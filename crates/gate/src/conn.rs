@@ -16,7 +16,7 @@ use http::StatusCode;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -181,12 +181,14 @@ async fn serve_tls(
     peer: SocketAddr,
     held: Held,
 ) {
-    // The handshake is part of the head: it gets the header timeout.
+    // The handshake is part of the head: the handshake and the first bytes
+    // of a request share the header timeout.
+    let deadline = Instant::now() + shared.limits.header_timeout;
     let accepted = tokio::select! {
-        accepted = tokio::time::timeout(shared.limits.header_timeout, tls.acceptor().accept(stream)) => accepted,
+        accepted = tokio::time::timeout_at(deadline, tls.acceptor().accept(stream)) => accepted,
         _ = shared.shutdown.cancelled() => return,
     };
-    let stream = match accepted {
+    let mut stream = match accepted {
         Ok(Ok(stream)) => stream,
         Ok(Err(err)) => {
             tracing::debug!(%peer, error = %err, "TLS handshake failed");
@@ -198,7 +200,25 @@ async fn serve_tls(
             return;
         }
     };
-    let io = Stalled::new(stream, shared.limits.write_timeout);
+    // hyper reads the first bytes (to tell HTTP/1.1 from HTTP/2) without
+    // a timeout of its own: a client silent after its handshake would hold
+    // the connection for good. They are read here, under the deadline, and
+    // handed to hyper first.
+    let mut first = BytesMut::with_capacity(4096);
+    let read = tokio::select! {
+        read = tokio::time::timeout_at(deadline, stream.read_buf(&mut first)) => read,
+        _ = shared.shutdown.cancelled() => return,
+    };
+    match read {
+        Ok(Ok(n)) if n > 0 => {}
+        Ok(_) => return,
+        Err(_) => {
+            tracing::debug!(%peer, "closed: no request within the header timeout after the TLS handshake");
+            return;
+        }
+    }
+    let io = Rewound::new(first.freeze(), stream);
+    let io = Stalled::new(io, shared.limits.write_timeout);
     serve_hyper(&shared, io, peer, held).await;
 }
 
@@ -229,6 +249,7 @@ where
                 // (the hub's publish rate).
                 req.extensions_mut()
                     .insert(axum::extract::ConnectInfo(peer));
+                host_from_authority(&mut req);
                 let answer = tower::ServiceExt::oneshot(router.clone(), req);
                 async move {
                     let resp = answer.await?;
@@ -387,20 +408,38 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Holding<I> {
     }
 }
 
-/// A connection whose first bytes were already read: reads give those
-/// bytes first, then the socket's. Writes go straight to the socket.
-struct Rewound {
-    prefix: Bytes,
-    stream: TcpStream,
+/// An HTTP/2 request names its server in `:authority` (hyper puts it in
+/// the URI), not in `Host`, which browsers leave out: the router gets it as
+/// `Host` all the same, as an HTTP/1.1 request would carry it, so that
+/// checks reading `Host` (the hub's Host and Origin checks) see every
+/// request alike whatever its protocol.
+fn host_from_authority<B>(req: &mut http::Request<B>) {
+    if req.version() != http::Version::HTTP_2 || req.headers().contains_key(http::header::HOST) {
+        return;
+    }
+    let host = req
+        .uri()
+        .authority()
+        .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok());
+    if let Some(host) = host {
+        req.headers_mut().insert(http::header::HOST, host);
+    }
 }
 
-impl Rewound {
-    fn new(prefix: Bytes, stream: TcpStream) -> Rewound {
+/// A connection whose first bytes were already read: reads give those
+/// bytes first, then the stream's. Writes go straight to the stream.
+struct Rewound<S> {
+    prefix: Bytes,
+    stream: S,
+}
+
+impl<S> Rewound<S> {
+    fn new(prefix: Bytes, stream: S) -> Rewound<S> {
         Rewound { prefix, stream }
     }
 }
 
-impl AsyncRead for Rewound {
+impl<S: AsyncRead + Unpin> AsyncRead for Rewound<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -420,7 +459,7 @@ impl AsyncRead for Rewound {
     }
 }
 
-impl AsyncWrite for Rewound {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewound<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -141,8 +141,13 @@ fn load(cert: &Path, key: &Path) -> Result<ServerConfig, TlsError> {
             cert.display()
         )));
     }
-    let key_der = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| TlsError(format!("cannot read --tls-key {}: {e}", key.display())))?;
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| match e {
+        rustls_pki_types::pem::Error::NoItemsFound => TlsError(format!(
+            "--tls-key {} holds no PEM private key (PKCS#8, PKCS#1 or SEC1)",
+            key.display()
+        )),
+        e => TlsError(format!("cannot read --tls-key {}: {e}", key.display())),
+    })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -19,4 +19,5 @@ mod faults;
 mod guide;
 mod hub;
 mod kitchen;
+mod tls;
 mod web;

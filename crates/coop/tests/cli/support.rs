@@ -9,19 +9,26 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// The address a freshly spawned server announces on the first line of its
-/// stdout (`... listening on http://ADDR`); `child` has a piped stdout,
-/// which this takes and closes.
+/// stdout (`... listening on http://ADDR`, or `https://` with TLS); `child`
+/// has a piped stdout, which this takes and closes.
 pub fn announced_addr(child: &mut Child) -> std::net::SocketAddr {
     let mut line = String::new();
     BufReader::new(child.stdout.take().expect("piped stdout"))
         .read_line(&mut line)
         .unwrap();
-    line.trim()
-        .rsplit("http://")
-        .next()
-        .unwrap()
+    listening_on(&line)
+        .unwrap_or("")
         .parse()
         .unwrap_or_else(|e| panic!("no address in {line:?}: {e}"))
+}
+
+/// The address in a `listening on http://ADDR` (or `https://ADDR`) line.
+pub fn listening_on(line: &str) -> Option<&str> {
+    let rest = line.split("listening on ").nth(1)?;
+    let rest = rest
+        .strip_prefix("http://")
+        .or_else(|| rest.strip_prefix("https://"))?;
+    rest.split_whitespace().next()
 }
 
 /// The `coop` binary cargo built for this test run.
@@ -73,7 +80,7 @@ pub struct Server {
 
 impl Server {
     /// Starts `coop serve --port 0 <args>` and waits for its
-    /// `listening on http://ADDR` line on stdout.
+    /// `listening on http://ADDR` (or `https://ADDR`) line on stdout.
     pub fn start(args: &[&str]) -> Server {
         let mut child = coop()
             .arg("serve")
@@ -89,9 +96,8 @@ impl Server {
             let mut lines = BufReader::new(stdout).lines();
             for line in lines.by_ref() {
                 let Ok(line) = line else { break };
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap_or("").to_string();
-                    let _ = tx.send(addr);
+                if let Some(addr) = listening_on(&line) {
+                    let _ = tx.send(addr.to_string());
                     break;
                 }
             }

@@ -11,7 +11,9 @@
 //! totals, and checks the page met no error. A second browser test restarts
 //! a durable server under the page and checks that the stream resumes with
 //! `Last-Event-ID` (a message published while the page was away arrives
-//! once, nothing twice). Each browser saves `target/ui-screenshot-NAME.png`
+//! once, nothing twice). A third serves the page over TLS, where the
+//! browser speaks HTTP/2, and opens more `EventSource` streams than the six
+//! connections HTTP/1.1 allows, each receiving its message. Each browser saves `target/ui-screenshot-NAME.png`
 //! (desktop) and `target/ui-screenshot-NAME-phone.png`.
 //!
 //! Every test runs once per browser. A browser that is not installed is
@@ -176,6 +178,8 @@ impl Browser {
             Engine::Chromium => json!({
                 "capabilities": { "alwaysMatch": {
                     "browserName": "chrome",
+                    // The TLS test's certificate is made by the test.
+                    "acceptInsecureCerts": true,
                     "goog:chromeOptions": {
                         "binary": browser,
                         "args": [
@@ -192,6 +196,7 @@ impl Browser {
             Engine::Firefox => json!({
                 "capabilities": { "alwaysMatch": {
                     "browserName": "firefox",
+                    "acceptInsecureCerts": true,
                     "moz:firefoxOptions": {
                         "binary": browser,
                         "args": ["-headless"],
@@ -732,6 +737,117 @@ fn resumes_after_a_restart(engine: Engine) {
     let errors = browser.js("return window.coopErrors", json!([]));
     assert_eq!(errors, json!([]), "the page recorded errors");
     stop(server);
+}
+
+#[test]
+fn page_in_chromium_over_tls_holds_more_than_six_streams() {
+    many_streams_over_http2(Engine::Chromium);
+}
+
+#[test]
+fn page_in_firefox_over_tls_holds_more_than_six_streams() {
+    many_streams_over_http2(Engine::Firefox);
+}
+
+/// Streams the page opens beside its own: with its own, more than the six
+/// connections a browser opens to one host over HTTP/1.1.
+const STREAMS: usize = 10;
+
+/// Over TLS the browser speaks HTTP/2 (ALPN) and every `EventSource` of
+/// the page shares one connection: ten of them, plus the page's own, all
+/// open at once and each receiving the message published to its topic
+/// (over HTTP/1.1 the seventh would wait for a free connection).
+fn many_streams_over_http2(engine: Engine) {
+    let Some(browser) = Browser::start(engine) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("a dir for the certificate");
+    let id = crate::tls::identity("browser");
+    let (cert, key) = crate::tls::write_files(dir.path(), &id);
+    let server = crate::tls::serve_tls(&cert, &key, &["--delay", "0s"]);
+    let origin = format!("https://127.0.0.1:{}", server.addr.port());
+    browser.goto(&format!("{origin}/ui"));
+    browser.wait_for(
+        "the page's own SSE stream to open",
+        "return document.querySelector('#sub-status').dataset.state === 'open'",
+    );
+    assert_eq!(
+        browser.js(
+            "return performance.getEntriesByType('navigation')[0].nextHopProtocol",
+            json!([])
+        ),
+        "h2",
+        "the page came over HTTP/2"
+    );
+
+    browser.js(
+        "window.tlsStreams = []; window.tlsGot = []; \
+         for (let i = 0; i < arguments[0]; i++) { \
+           const es = new EventSource('/topics/tls' + i); \
+           window.tlsGot.push([]); \
+           es.onmessage = e => window.tlsGot[i].push(e.data); \
+           window.tlsStreams.push(es); \
+         }",
+        json!([STREAMS]),
+    );
+    browser.wait_for(
+        "every stream to be open at once",
+        "return window.tlsStreams.every(es => es.readyState === EventSource.OPEN)",
+    );
+    // The hub agrees: the page's stream and ten more.
+    let client = reqwest::blocking::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(id.ca.as_bytes()).unwrap())
+        .timeout(WAIT)
+        .build()
+        .unwrap();
+    crate::support::wait_until(WAIT, "the hub to count every stream", || {
+        client
+            .get(format!("{origin}/api/topics"))
+            .send()
+            .and_then(|r| r.json::<Value>())
+            .is_ok_and(|v| v["subscribers"] == STREAMS as u64 + 1)
+    });
+
+    // Publish to each topic from the page (same-origin, over HTTP/2).
+    browser.js(
+        "window.tlsPublished = []; \
+         window.tlsStreams.forEach((_, i) => \
+           fetch('/topics/tls' + i, { method: 'POST', headers: { 'Accept': 'application/json' }, \
+                                      body: 'hello ' + i }) \
+             .then(r => r.json().then(v => window.tlsPublished.push([i, r.status, v.subscribers]))) \
+             .catch(e => window.tlsPublished.push([i, String(e)])));",
+        json!([]),
+    );
+    let published = browser.wait_for(
+        "every publish to be answered",
+        &format!("return window.tlsPublished.length === {STREAMS} && window.tlsPublished"),
+    );
+    for answer in published.as_array().unwrap() {
+        assert_eq!(answer[1], 200, "publish {answer}");
+        assert_eq!(answer[2], 1, "each topic has its one stream: {answer}");
+    }
+    let got = browser.wait_for(
+        "every stream's message",
+        "return window.tlsGot.every((got, i) => got.includes('hello ' + i)) && window.tlsGot",
+    );
+    for (i, got) in got.as_array().unwrap().iter().enumerate() {
+        assert_eq!(got, &json!([format!("hello {i}")]), "stream {i}");
+    }
+    // The publishes went over HTTP/2 too.
+    let protocols = browser.js(
+        "return performance.getEntriesByType('resource') \
+           .filter(e => e.initiatorType === 'fetch' && e.name.includes('/topics/tls')) \
+           .map(e => e.nextHopProtocol)",
+        json!([]),
+    );
+    assert_eq!(
+        protocols,
+        json!(vec!["h2"; STREAMS]),
+        "the publishes' protocol"
+    );
+    let errors = browser.js("return window.coopErrors", json!([]));
+    assert_eq!(errors, json!([]), "the page recorded errors");
 }
 
 #[test]
