@@ -50,6 +50,13 @@ pub enum Command {
     Byhand(commands::byhand::ByhandArgs),
     /// Load generators: hub fan-out and held slow requests (see docs/benchmarks.md).
     Bench(commands::bench::BenchArgs),
+    /// Print a shell completion script: `coop completions bash >
+    /// /etc/bash_completion.d/coop`.
+    Completions(commands::generate::CompletionsArgs),
+    /// Print the man page (roff) of coop, or of one command (`coop man
+    /// serve`): `coop man | man -l -`.
+    #[command(alias = "manpage")]
+    Man(commands::generate::ManArgs),
 }
 
 /// Logging flags shared by every command. `RUST_LOG` overrides both.
