@@ -11,6 +11,7 @@ pub mod hub_args;
 pub mod kitchen;
 pub mod pubsub;
 pub mod serve;
+pub mod serve_config;
 pub mod speak;
 
 use std::process::ExitCode;

@@ -18,4 +18,5 @@ mod faults;
 mod guide;
 mod hub;
 mod kitchen;
+mod operators;
 mod web;
