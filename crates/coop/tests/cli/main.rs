@@ -12,6 +12,7 @@ mod animals;
 mod bench;
 mod byhand;
 mod cluster;
+mod deploy;
 mod durable;
 mod examples;
 mod faults;
