@@ -34,9 +34,9 @@ use super::ConfigError;
 /// hold).
 const CONFIG_ID: &str = "config";
 
-/// What `load` did: the file it read and the settings it supplied (the
-/// keys whose variables it set), so that `--print-config` can say where
-/// each value came from.
+/// What `load` did: the file it read and the settings it supplied (its
+/// keys whose variables were not set already), so that `--print-config`
+/// can say where each value came from.
 #[derive(Debug, Clone)]
 pub struct Loaded {
     pub path: PathBuf,
