@@ -5,6 +5,16 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::commands;
 
+/// `coop --version`: the crate's version, then the commit it was built
+/// from and that commit's date (`build.rs`; `unknown` outside a git
+/// checkout).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("COOP_GIT_VERSION"),
+    ")"
+);
+
 /// coop: the talk "A Brief Introduction to Concurrency and Coroutines",
 /// made real in Rust.
 ///
@@ -12,7 +22,7 @@ use crate::commands;
 /// clients that talk to them, a dinner cooked on virtual time, and futures
 /// taken apart by hand.
 #[derive(Debug, Parser)]
-#[command(name = "coop", version, propagate_version = true)]
+#[command(name = "coop", version = VERSION, propagate_version = true)]
 pub struct Cli {
     #[command(flatten)]
     pub log: LogArgs,
@@ -40,6 +50,13 @@ pub enum Command {
     Byhand(commands::byhand::ByhandArgs),
     /// Load generators: hub fan-out and held slow requests (see docs/benchmarks.md).
     Bench(commands::bench::BenchArgs),
+    /// Print a shell completion script: `coop completions bash >
+    /// /etc/bash_completion.d/coop`.
+    Completions(commands::generate::CompletionsArgs),
+    /// Print the man page (roff) of coop, or of one command (`coop man
+    /// serve`): `coop man | man -l -`.
+    #[command(alias = "manpage")]
+    Man(commands::generate::ManArgs),
 }
 
 /// Logging flags shared by every command. `RUST_LOG` overrides both.

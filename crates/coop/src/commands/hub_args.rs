@@ -174,7 +174,7 @@ pub struct HubArgs {
 
     /// With `--data-dir`: fsync every commit (survives power loss, not
     /// only a crash of the process), at a large cost in publishes/s.
-    #[arg(long, env = "COOP_DATA_FSYNC", requires = "data_dir")]
+    #[arg(long, env = "COOP_DATA_FSYNC", requires_if("true", "data_dir"))]
     pub data_fsync: bool,
 
     /// Cluster mode: ids, history and fan-out through this Redis

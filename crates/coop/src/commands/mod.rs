@@ -6,10 +6,12 @@ pub mod bench_fanout;
 pub mod bench_hold;
 pub mod bench_publish;
 pub mod byhand;
+pub mod generate;
 pub mod hub_args;
 pub mod kitchen;
 pub mod pubsub;
 pub mod serve;
+pub mod serve_config;
 pub mod speak;
 
 use std::process::ExitCode;
@@ -58,6 +60,8 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Byhand(args) => byhand::run(args),
         Command::Kitchen(args) => kitchen::run(args),
+        Command::Completions(args) => generate::completions(args),
+        Command::Man(args) => generate::man(args),
         other => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -73,7 +77,10 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
                     Command::Pub(args) => pubsub::run_pub(args).await,
                     Command::Sub(args) => pubsub::run_sub(args).await,
                     Command::Bench(args) => bench::run(args).await,
-                    Command::Byhand(_) | Command::Kitchen(_) => unreachable!("handled above"),
+                    Command::Byhand(_)
+                    | Command::Kitchen(_)
+                    | Command::Completions(_)
+                    | Command::Man(_) => unreachable!("handled above"),
                 }
             });
             if abandon_runtime {

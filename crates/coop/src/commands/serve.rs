@@ -39,6 +39,27 @@ use super::ConfigError;
 /// Durations take units: `250ms`, `5s`, `1m`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// Read settings from this TOML file: each key is a flag's long name,
+    /// as in `max-connections = 1000`, `delay = "5s"`, `allowed-host =
+    /// ["a", "b"]`, `data-fsync = true`.
+    ///
+    /// A flag overrides the environment (`COOP_*`), which overrides the
+    /// file, which overrides the defaults. An unknown key or a bad value
+    /// is an error naming it. See `deploy/coop.toml` for an example.
+    #[arg(long, value_name = "FILE", env = "COOP_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Print the settings in effect (after the file, the environment and
+    /// the flags) as a file for `--config`, each with where it came from,
+    /// and exit without serving.
+    ///
+    /// Secrets show as `***` (`--auth-secret`, the password of a `--redis`
+    /// URL). Files named by the settings (`--catalog`, `--tls-cert`,
+    /// `--auth-secret-file`, ...) are not read: a configuration can be
+    /// checked on a machine that does not have them.
+    #[arg(long)]
+    pub print_config: bool,
+
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1", env = "COOP_BIND")]
     pub bind: std::net::IpAddr,
@@ -209,6 +230,10 @@ const LATENCY_BUCKETS: &[f64] = &[
 ];
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    // Read before clap parsed (see `serve_config`); here only reported.
+    if let Some(path) = &args.config {
+        tracing::info!(config = %path.display(), "settings from the file (flags and COOP_* variables override it)");
+    }
     let catalog = match &args.catalog {
         Some(path) => animals::Catalog::from_file(path)
             .map_err(|e| ConfigError(e.to_string()))

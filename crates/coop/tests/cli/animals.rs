@@ -46,7 +46,17 @@ fn help_lists_every_subcommand_and_each_has_help() {
     let out = coop().arg("--help").output().unwrap();
     assert!(out.status.success());
     let help = stdout(&out);
-    let commands = ["serve", "speak", "pub", "sub", "kitchen", "byhand", "bench"];
+    let commands = [
+        "serve",
+        "speak",
+        "pub",
+        "sub",
+        "kitchen",
+        "byhand",
+        "bench",
+        "completions",
+        "man",
+    ];
     for command in commands {
         assert!(
             help.lines()

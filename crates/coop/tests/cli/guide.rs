@@ -31,7 +31,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use crate::support::{announced_addr, coop, example, Server};
+use crate::support::{announced_addr, coop, coop_clean_env, example, Server};
 
 /// A program the guide shows, how to run it, and how to compare.
 struct Listing {
@@ -144,6 +144,21 @@ const LISTINGS: &[Listing] = &[
                 cmd.arg(url);
                 cmd
             })
+        },
+    },
+    Listing {
+        name: "coop-serve-print-config",
+        unordered: &[],
+        // From the repository's root, so the file's name reads as in the
+        // guide; no COOP_* variable of the test's environment.
+        run: || {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+            stdout_of(coop_clean_env().current_dir(root).args([
+                "serve",
+                "--config",
+                "deploy/coop.toml",
+                "--print-config",
+            ]))
         },
     },
     Listing {

@@ -36,6 +36,18 @@ pub fn coop() -> Command {
     Command::new(env!("CARGO_BIN_EXE_coop"))
 }
 
+/// `coop` without any `COOP_*` variable of the environment the tests run
+/// in (settings from a developer's shell would change what they see).
+pub fn coop_clean_env() -> Command {
+    let mut cmd = coop();
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("COOP_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
+}
+
 /// A built example. `cargo test --workspace --all-targets` (scripts/test)
 /// builds examples before running tests; they land beside the binary.
 pub fn example(name: &str) -> Command {
@@ -82,7 +94,19 @@ impl Server {
     /// Starts `coop serve --port 0 <args>` and waits for its
     /// `listening on http://ADDR` (or `https://ADDR`) line on stdout.
     pub fn start(args: &[&str]) -> Server {
-        let mut child = coop()
+        Server::start_with(coop(), args)
+    }
+
+    /// `start` with `COOP_*` variables of its own: none inherited from the
+    /// test's environment, `env` set.
+    pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut cmd = coop_clean_env();
+        cmd.envs(env.iter().copied());
+        Server::start_with(cmd, args)
+    }
+
+    fn start_with(mut cmd: Command, args: &[&str]) -> Server {
+        let mut child = cmd
             .arg("serve")
             .args(["--port", "0"])
             .args(args)
