@@ -21,7 +21,7 @@ fn main() -> ExitCode {
     // variables (those not already set) before the command that parses
     // the arguments is built, since clap reads a variable when it defines
     // its flag. Flags still beat variables, variables the file.
-    let loaded = match commands::serve_config::load(&cli::Cli::command(), &args) {
+    let loaded = match commands::serve::config::load(&cli::Cli::command(), &args) {
         Ok(loaded) => loaded,
         Err(err) => return finish(Err(err.into())),
     };
@@ -43,7 +43,7 @@ fn main() -> ExitCode {
     cli.log.init();
     if let cli::Command::Serve(serve) = &cli.command {
         if serve.print_config {
-            return finish(commands::serve_config::print(
+            return finish(commands::serve::config::print(
                 &command,
                 &matches,
                 loaded.as_ref(),

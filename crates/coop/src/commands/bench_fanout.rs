@@ -32,7 +32,7 @@ pub struct FanoutArgs {
     #[arg(short = 'm', long, default_value_t = 1000)]
     pub messages: u64,
     /// Publish for this long at --rate instead of a fixed --messages.
-    #[arg(long, value_parser = humantime::parse_duration, requires = "rate")]
+    #[arg(long, value_parser = super::parse_duration, requires = "rate")]
     pub duration: Option<Duration>,
     /// Concurrent publishers, each with its own connection.
     #[arg(short = 'p', long, default_value_t = 1)]
@@ -57,13 +57,13 @@ pub struct FanoutArgs {
     #[arg(long, default_value_t = 256)]
     pub connect_concurrency: usize,
     /// Time allowed to connect and prime every subscriber.
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = super::parse_duration)]
     pub connect_timeout: Duration,
     /// Pause after priming before the first publish.
-    #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "200ms", value_parser = super::parse_duration)]
     pub settle: Duration,
     /// Stop waiting when nothing arrives for this long after the last publish.
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = super::parse_duration)]
     pub idle_timeout: Duration,
     /// Server process(es) to read RSS and CPU time from (repeat or comma
     /// separate; several are summed, e.g. nginx master and workers).

@@ -32,10 +32,10 @@ pub struct HoldArgs {
     #[arg(long)]
     pub http2: bool,
     /// The delay the server applies to each answer.
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = super::parse_duration)]
     pub delay: Duration,
     /// Allowed lateness past --delay.
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = super::parse_duration)]
     pub slack: Duration,
     /// Expected status of every answer.
     #[arg(long, default_value_t = 200)]

@@ -31,7 +31,7 @@ pub struct PublishArgs {
     #[arg(long, default_value = "")]
     pub prefix: String,
     /// Give up after this long (the report says how far it got).
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = super::parse_duration)]
     pub limit: Duration,
     /// Print the report as one JSON object.
     #[arg(long)]

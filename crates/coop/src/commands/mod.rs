@@ -7,11 +7,9 @@ pub mod bench_hold;
 pub mod bench_publish;
 pub mod byhand;
 pub mod generate;
-pub mod hub_args;
 pub mod kitchen;
 pub mod pubsub;
 pub mod serve;
-pub mod serve_config;
 pub mod speak;
 
 use std::process::ExitCode;
@@ -30,6 +28,21 @@ impl std::fmt::Display for Exit {
 }
 
 impl std::error::Error for Exit {}
+
+/// clap value parser for durations with units (`250ms`, `5s`, `1m`): the one
+/// rule every command's duration flags follow.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{e} (expected a duration with a unit, like 250ms or 5s)"))
+}
+
+/// [`parse_duration`], refusing zero (for timeouts that must run out).
+pub fn parse_nonzero_duration(s: &str) -> Result<std::time::Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err("must be more than zero".into()),
+        d => Ok(d),
+    }
+}
 
 /// Bad configuration (a flag value, a catalogue or menu file) exits with 2,
 /// like a usage error; everything else with 1.

@@ -88,7 +88,7 @@ pub struct SubArgs {
 
     /// Longest wait between reconnection attempts (backoff doubles from
     /// 100ms up to this).
-    #[arg(long, default_value = "5s", value_parser = super::serve::parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = super::parse_duration)]
     pub max_backoff: Duration,
 }
 

@@ -16,7 +16,7 @@ use anyhow::Context;
 use clap::Args;
 use futures::StreamExt;
 
-use super::serve::parse_duration;
+use super::parse_duration;
 use super::{ConfigError, Exit};
 
 /// The talk's animals, when none are given.

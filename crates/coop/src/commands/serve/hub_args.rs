@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
-use super::ConfigError;
+use crate::commands::{parse_duration, ConfigError};
 
 /// Flags of the pub/sub hub.
 #[derive(Debug, Args)]
@@ -228,11 +228,6 @@ fn parse_proxies(s: &str) -> Result<ProxyList, String> {
         nets if nets.is_empty() => Err("no address or CIDR given".into()),
         nets => Ok(ProxyList(nets)),
     }
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s)
-        .map_err(|e| format!("{e} (expected a duration with a unit, like 250ms or 5s)"))
 }
 
 /// What the hub hands to `serve.rs`.

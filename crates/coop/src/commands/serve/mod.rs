@@ -31,8 +31,11 @@ use clap::Args;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 
-use super::hub_args::{self, HubArgs};
-use super::ConfigError;
+use self::hub_args::HubArgs;
+use super::{parse_duration, parse_nonzero_duration, ConfigError};
+
+pub mod config;
+pub mod hub_args;
 
 /// Flags of `coop serve`.
 ///
@@ -196,19 +199,6 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub hub: HubArgs,
-}
-
-/// clap value parser for durations with units (`250ms`, `5s`).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s)
-        .map_err(|e| format!("{e} (expected a duration with a unit, like 250ms or 5s)"))
-}
-
-fn parse_nonzero_duration(s: &str) -> Result<Duration, String> {
-    match parse_duration(s)? {
-        d if d.is_zero() => Err("must be more than zero".into()),
-        d => Ok(d),
-    }
 }
 
 /// Boxed: a `Spec` is large and `ServeArgs` lives in the `Command` enum.
