@@ -16,7 +16,7 @@ use http::StatusCode;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -107,8 +107,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAd
             break;
         };
         let Some(permit) = shared.in_flight.try_start() else {
-            let _ = conn.stream.write_all(&Refusal::InFlight.to_bytes()).await;
-            let _ = conn.stream.shutdown().await;
+            crate::answer_and_close(conn.stream, &Refusal::InFlight.to_bytes()).await;
             return;
         };
         buf.advance(len);
@@ -135,8 +134,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAd
             "An HTTP/2 preface on a connection that started as HTTP/1.1.",
             &[],
         );
-        let _ = conn.stream.write_all(&answer).await;
-        let _ = conn.stream.shutdown().await;
+        crate::answer_and_close(conn.stream, &answer).await;
         return;
     }
     let Conn { stream, held, .. } = conn;

@@ -305,13 +305,17 @@ fn is_out_of_fds(err: &std::io::Error) -> bool {
     matches!(err.raw_os_error(), Some(23) | Some(24))
 }
 
-/// Tells a refused client why, then closes. The request is read (briefly)
-/// before closing, so the kernel does not reset the connection under the
-/// client's feet before it reads the `503`.
-async fn reject(mut stream: TcpStream, refusal: Refusal) {
-    let answer = refusal.to_bytes();
+/// Tells a refused client why, then closes.
+async fn reject(stream: TcpStream, refusal: Refusal) {
+    answer_and_close(stream, &refusal.to_bytes()).await;
+}
+
+/// Writes a last answer and closes. What the client sent after is read
+/// (briefly, at most a second) before closing, so the kernel does not reset
+/// the connection under the client's feet before it reads the answer.
+pub(crate) async fn answer_and_close(mut stream: TcpStream, answer: &[u8]) {
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        stream.write_all(&answer).await?;
+        stream.write_all(answer).await?;
         stream.shutdown().await?;
         let mut sink = [0u8; 1024];
         while stream.read(&mut sink).await? > 0 {}
