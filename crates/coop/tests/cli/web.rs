@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use crate::support::Server;
+use crate::support::{identity, serve_tls, wait_until, write_files, Server, WAIT};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -97,10 +97,6 @@ fn find_in_path(name: &str) -> Option<PathBuf> {
 
 /// The W3C key of an element reference in WebDriver answers.
 const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
-
-/// Generous: the machine is shared with compilers, and Chromium's first
-/// start takes seconds.
-const WAIT: Duration = Duration::from_secs(30);
 
 fn http() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
@@ -762,9 +758,9 @@ fn many_streams_over_http2(engine: Engine) {
         return;
     };
     let dir = tempfile::tempdir().expect("a dir for the certificate");
-    let id = crate::tls::identity("browser");
-    let (cert, key) = crate::tls::write_files(dir.path(), &id);
-    let server = crate::tls::serve_tls(&cert, &key, &["--delay", "0s"]);
+    let id = identity("browser");
+    let (cert, key) = write_files(dir.path(), &id);
+    let server = serve_tls(&cert, &key, &["--delay", "0s"]);
     let origin = format!("https://127.0.0.1:{}", server.addr.port());
     browser.goto(&format!("{origin}/ui"));
     browser.wait_for(
@@ -801,7 +797,7 @@ fn many_streams_over_http2(engine: Engine) {
         .timeout(WAIT)
         .build()
         .unwrap();
-    crate::support::wait_until(WAIT, "the hub to count every stream", || {
+    wait_until(WAIT, "the hub to count every stream", || {
         client
             .get(format!("{origin}/api/topics"))
             .send()
