@@ -31,7 +31,12 @@ async fn a_known_animal_answers_its_sound_after_the_delay() {
     assert_eq!(r.body, b"Moo!");
     assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
     assert!(took >= SHORT, "answered after {took:?}, before the delay");
-    assert!(took < SHORT * 5, "answered after {took:?}");
+    // Only that the answer is not held: far above the delay, since a
+    // loaded machine can stall a request for a while.
+    assert!(
+        took < SHORT + Duration::from_secs(5),
+        "answered after {took:?}"
+    );
 }
 
 #[tokio::test]

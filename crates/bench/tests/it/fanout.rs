@@ -36,9 +36,32 @@ async fn every_message_reaches_every_subscriber() {
     assert!(r.passed());
     assert_eq!(r.latency.count, 1000);
     assert!(r.latency.p50_us > 0 && r.latency.max_us >= r.latency.p99_us);
-    assert!(r.deliveries_per_sec > 0.0);
+    // The rate is what was delivered over the time it took.
+    assert!(r.delivery_secs > 0.0, "{r:?}");
+    let rate = r.delivered as f64 / r.delivery_secs;
+    assert!(
+        (r.deliveries_per_sec - rate).abs() <= rate * 1e-9,
+        "{} per second reported, {rate} delivered",
+        r.deliveries_per_sec
+    );
+    // The server figures (this process's): memory read, the peak (reset
+    // before the first sample) at least every sample, and CPU per delivery
+    // the CPU time over the deliveries.
     let server = r.server.expect("own pid given");
-    assert!(server.rss_connected_kib > 0 && server.cpu_us_per_delivery >= 0.0);
+    assert!(server.rss_idle_kib > 0, "{server:?}");
+    assert!(
+        server.rss_peak_kib >= server.rss_idle_kib.max(server.rss_connected_kib),
+        "{server:?}"
+    );
+    let per_delivery = server.cpu_us as f64 / r.delivered as f64;
+    assert!(
+        server.cpu_us_per_delivery.is_finite()
+            && (server.cpu_us_per_delivery - per_delivery).abs() <= per_delivery * 1e-9,
+        "{server:?}"
+    );
+    let per_subscriber = (server.rss_connected_kib as f64 - server.rss_idle_kib as f64) * 1024.0
+        / r.subscribers as f64;
+    assert_eq!(server.bytes_per_subscriber, per_subscriber, "{server:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,11 +17,7 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::support::{wait_subscribers, wait_until, Server};
-
-/// How long any one answer or wait may take on this loaded machine (they
-/// take milliseconds).
-const WAIT: Duration = Duration::from_secs(10);
+use crate::support::{metric, sample, wait_subscribers, wait_until, Server, WAIT};
 
 /// A raw HTTP/1.1 connection that reads answers one at a time.
 struct Wire {
@@ -131,13 +127,6 @@ const PER_IP: &str = "Too many connections from your address (--max-connections-
 const IN_FLIGHT: &str =
     "Too many requests in flight: the server is at its limit (--max-in-flight).";
 
-/// The value of the sample `name` (with its labels, as rendered) in a
-/// Prometheus text page.
-fn sample(page: &str, name: &str) -> Option<f64> {
-    page.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-}
-
 /// A client whose connections come from `local`.
 fn client_from(local: IpAddr) -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
@@ -201,17 +190,13 @@ fn past_max_in_flight_a_request_gets_503_until_the_held_one_ends() {
         "--metrics-addr",
         &metrics_addr,
     ]);
-    let metrics = || {
-        reqwest::blocking::get(format!("http://{metrics_addr}/metrics"))
-            .and_then(|r| r.text())
-            .unwrap_or_default()
-    };
+    let metrics = format!("http://{metrics_addr}/metrics");
 
     // One animal held by the fast path for far longer than the test.
     let mut held = Wire::connect(server.addr);
     held.send("GET /animals/cow?delay=50s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     wait_until(WAIT, "the held animal to be in flight", || {
-        sample(&metrics(), "animals_requests_in_flight") == Some(1.0)
+        metric(&metrics, "animals_requests_in_flight") == Some(1.0)
     });
 
     // The fast path refuses, and closes.
@@ -225,7 +210,7 @@ fn past_max_in_flight_a_request_gets_503_until_the_held_one_ends() {
     hyper.send("GET /animals/pig HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
     assert_refused(&hyper.answer(), IN_FLIGHT);
     wait_until(WAIT, "the refusals to be counted", || {
-        sample(&metrics(), r#"gate_refused_total{reason="in_flight"}"#) == Some(3.0)
+        metric(&metrics, r#"gate_refused_total{reason="in_flight"}"#) == Some(3.0)
     });
 
     // The held client leaves: its request ends, the next is served.

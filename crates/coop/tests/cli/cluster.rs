@@ -5,76 +5,11 @@
 //!
 //! Without the `redis-server` binary, the move between nodes runs against
 //! `REDIS_URL` if it is set (on a topic of its own); the test that kills
-//! Redis skips, saying so.
+//! Redis skips, saying so, or fails under CI (`support::missing`).
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-use crate::durable::{subscribe, Publisher, Received};
-use crate::support::Server;
-
-/// A `redis-server` on a free port (no persistence), killed on drop; or
-/// the shared one at `REDIS_URL` (`child` is then `None`).
-struct Redis {
-    url: String,
-    child: Option<Child>,
-}
-
-impl Redis {
-    /// Without the binary: `REDIS_URL` when `shared_ok` and it is set,
-    /// else `None` (and the test skips, saying so).
-    fn start(shared_ok: bool) -> Option<Redis> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn();
-        let Ok(child) = child else {
-            return match std::env::var("REDIS_URL") {
-                Ok(url) if shared_ok => {
-                    eprintln!("redis-server not installed: using REDIS_URL {url}");
-                    Some(Redis { url, child: None })
-                }
-                _ => {
-                    eprintln!("redis-server not installed (and REDIS_URL unset or not usable here): skipping");
-                    None
-                }
-            };
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Some(Redis {
-            url: format!("redis://127.0.0.1:{port}/"),
-            child: Some(child),
-        })
-    }
-
-    fn url(&self) -> String {
-        self.url.clone()
-    }
-
-    /// `kill -9` (only a server of the test's own).
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+use crate::support::{
+    subscribe, wait_subscribers, wait_until, Publisher, Received, Redis, Server, WAIT,
+};
 
 #[test]
 fn a_subscriber_moves_to_another_node_with_its_last_id_after_a_kill_9() {
@@ -86,7 +21,7 @@ fn a_subscriber_moves_to_another_node_with_its_last_id_after_a_kill_9() {
     let a = Server::start(&["--redis", &redis.url()]);
     let b = Server::start(&["--redis", &redis.url()]);
     let sub = subscribe(a.url(&format!("/topics/{topic}?format=ndjson")));
-    std::thread::sleep(Duration::from_millis(100)); // let it register
+    wait_subscribers(&a.url(""), 1);
 
     // Published on B, received on A, until A dies mid-stream.
     let publisher = Publisher::start(b.url(&format!("/topics/{topic}")), 0);
@@ -113,11 +48,7 @@ fn healthz_reports_redis_going_away_and_publishes_answer_503() {
     let node = Server::start(&["--redis", &redis.url()]);
     let client = reqwest::blocking::Client::new();
     let health = || client.get(node.url("/healthz")).send().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while health().status() != 200 {
-        assert!(Instant::now() < deadline, "never healthy");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(WAIT, "the node to be healthy", || health().status() == 200);
     redis.kill();
     let resp = client
         .post(node.url("/topics/t"))
@@ -126,16 +57,14 @@ fn healthz_reports_redis_going_away_and_publishes_answer_503() {
         .unwrap();
     assert_eq!(resp.status(), 503);
     assert!(resp.text().unwrap().contains("redis"));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let mut reason = String::new();
+    wait_until(WAIT, "/healthz to report Redis gone", || {
         let resp = health();
-        if resp.status() == 503 {
-            assert!(resp.text().unwrap().contains("redis"));
-            break;
-        }
-        assert!(Instant::now() < deadline, "/healthz still ok");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        let down = resp.status() == 503;
+        reason = resp.text().unwrap();
+        down
+    });
+    assert!(reason.contains("redis"), "{reason}");
 }
 
 #[test]

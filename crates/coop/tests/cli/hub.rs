@@ -1,12 +1,15 @@
 //! End-to-end tests: the hub in the real `coop serve`, `coop pub`/`coop sub`,
 //! and the `pubsub` example.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{announced_addr, coop, example, output_with_stdin, wait_subscribers, Server};
+use crate::support::{
+    announced_addr, coop, example, metric, output_with_stdin, wait_subscribers, wait_until, Server,
+    WAIT,
+};
 
 /// Opens a streaming GET by hand and returns the socket after the
 /// response head (the body is chunked: read with `read_until_contains`).
@@ -61,18 +64,22 @@ fn the_talks_curl_session_against_coop_serve() {
         assert!(n > 0, "stream ended: {raw:?}");
         raw.push_str(std::str::from_utf8(&buf[..n]).unwrap());
     }
-    // /metrics counts them.
-    let metrics = reqwest::blocking::get(server.url("/metrics"))
-        .unwrap()
-        .text()
-        .unwrap();
-    assert!(metrics.contains("hub_publishes_total 2"), "{metrics}");
-    assert!(metrics.contains("hub_deliveries_total 2"), "{metrics}");
-    assert!(
-        metrics.contains("hub_subscribers{transport=\"raw\"} 1"),
-        "{metrics}"
+    // /metrics counts them (a delivery once its write returns, which may
+    // be just after the bytes arrived here).
+    let base = server.url("");
+    assert_eq!(metric(&base, "hub_publishes_total"), Some(2.0));
+    let mut delivered = None;
+    wait_until(WAIT, "both deliveries to be counted", || {
+        delivered = metric(&base, "hub_deliveries_total");
+        delivered >= Some(2.0)
+    });
+    assert_eq!(delivered, Some(2.0));
+    assert_eq!(
+        metric(&base, r#"hub_subscribers{transport="raw"}"#),
+        Some(1.0)
     );
-    assert!(metrics.contains("hub_publish_to_delivery_duration_seconds_count"));
+    let latencies = metric(&base, "hub_publish_to_delivery_duration_seconds_count");
+    assert!(latencies >= Some(1.0), "{latencies:?}");
 }
 
 /// The body carried by complete chunks of a chunked HTTP/1.1 body.
@@ -201,11 +208,18 @@ fn coop_sub_resumes_after_a_hub_restart_without_losing_or_repeating() {
         "--max-backoff",
         "200ms",
     ]);
+    let mut sub = sub;
+    let lines = stdout_lines(&mut sub);
+    let next_line = || {
+        lines
+            .recv_timeout(WAIT)
+            .expect("coop sub printed a line in time")
+    };
     wait_subscribers(&base, 1);
     assert_eq!(post(&first.url("/?msg=one")).0, 200);
     assert_eq!(post(&first.url("/?msg=two")).0, 200);
-    // Both delivered before the restart: the hub's history says so.
-    std::thread::sleep(Duration::from_millis(200));
+    // Both received before the restart: `coop sub` printed them.
+    assert_eq!((next_line(), next_line()), ("one".into(), "two".into()));
     assert!(first.terminate().success(), "graceful exit");
 
     // A new hub on the same port; messages published before `sub` is back
@@ -213,8 +227,35 @@ fn coop_sub_resumes_after_a_hub_restart_without_losing_or_repeating() {
     let second = start_on_port(&port);
     assert_eq!(post(&second.url("/?msg=three")).0, 200);
     assert_eq!(post(&second.url("/?msg=four")).0, 200);
-    let (out, _) = wait_output(sub);
-    assert_eq!(out, "one\ntwo\nthree\nfour\n");
+    assert_eq!((next_line(), next_line()), ("three".into(), "four".into()));
+    let out = sub.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "coop sub failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Nothing repeated after the four (`-n 4` stops it there, and its
+    // output ends).
+    assert!(
+        lines.recv_timeout(WAIT).is_err(),
+        "more than four lines printed"
+    );
+}
+
+/// `child`'s stdout (taken), line by line as it prints them; the receiver
+/// disconnects when the output ends.
+fn stdout_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
+    let out = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
 }
 
 #[test]

@@ -5,12 +5,11 @@
 //! certificate reloaded on SIGHUP and when its files change, and clear
 //! errors for files that cannot be used.
 //!
-//! Certificates are made here with rcgen: a CA per identity and a leaf for
+//! Certificates are made with rcgen (`support::identity`): a CA per identity and a leaf for
 //! `localhost` and `127.0.0.1`; a client that trusts only one CA tells
 //! which certificate the server presented.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -20,79 +19,7 @@ use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::support::{coop, listening_on, Server};
-
-/// Wide: the machine is shared with compilers.
-const WAIT: Duration = Duration::from_secs(30);
-
-/// A certificate authority and a leaf certificate it signed, in PEM.
-pub struct Identity {
-    pub ca: String,
-    pub cert: String,
-    pub key: String,
-}
-
-/// A new CA named `name` and a leaf for `localhost` and `127.0.0.1`.
-pub fn identity(name: &str) -> Identity {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, format!("coop test CA {name}"));
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca = ca.self_signed(&ca_key).unwrap();
-    let leaf_key = KeyPair::generate().unwrap();
-    let mut leaf = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    leaf.distinguished_name
-        .push(DnType::CommonName, format!("coop test {name}"));
-    let leaf = leaf.signed_by(&leaf_key, &ca, &ca_key).unwrap();
-    Identity {
-        ca: ca.pem(),
-        cert: leaf.pem(),
-        key: leaf_key.serialize_pem(),
-    }
-}
-
-/// `cert.pem` and `key.pem` in `dir`, written with `id`'s leaf.
-pub fn write_files(dir: &Path, id: &Identity) -> (PathBuf, PathBuf) {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&cert, &id.cert).unwrap();
-    std::fs::write(&key, &id.key).unwrap();
-    (cert, key)
-}
-
-/// `coop serve --port 0 --tls-cert CERT --tls-key KEY <args>`; checks that
-/// it announces an `https://` address.
-pub fn serve_tls(cert: &Path, key: &Path, args: &[&str]) -> Server {
-    serve_tls_logging(cert, key, args, Stdio::inherit())
-}
-
-/// [`serve_tls`] with its stderr (the log) sent to `log`.
-fn serve_tls_logging(cert: &Path, key: &Path, args: &[&str], log: Stdio) -> Server {
-    let mut child = coop()
-        .args(["serve", "--port", "0"])
-        .arg("--tls-cert")
-        .arg(cert)
-        .arg("--tls-key")
-        .arg(key)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .expect("spawn coop serve");
-    let mut out = BufReader::new(child.stdout.take().expect("piped stdout"));
-    let mut line = String::new();
-    out.read_line(&mut line).expect("read the first line");
-    assert!(
-        line.starts_with("coop listening on https://"),
-        "unexpected: {line:?}"
-    );
-    let addr = listening_on(&line).unwrap().parse().unwrap();
-    // Keep draining so the server never blocks on a full pipe.
-    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-    Server { child, addr }
-}
+use crate::support::{coop, identity, serve_tls, serve_tls_logging, write_files, Server, WAIT};
 
 fn url(server: &Server, path: &str) -> String {
     format!("https://127.0.0.1:{}{path}", server.addr.port())

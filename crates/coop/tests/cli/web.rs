@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use crate::support::Server;
+use crate::support::{identity, serve_tls, wait_until, write_files, Server, WAIT};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -97,10 +97,6 @@ fn find_in_path(name: &str) -> Option<PathBuf> {
 
 /// The W3C key of an element reference in WebDriver answers.
 const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
-
-/// Generous: the machine is shared with compilers, and Chromium's first
-/// start takes seconds.
-const WAIT: Duration = Duration::from_secs(30);
 
 fn http() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
@@ -455,9 +451,26 @@ fn tour(engine: Engine) {
     // Sequential cannot beat 5 × 300 ms; concurrent is about one delay.
     assert!(seq >= 1500.0, "sequential total {seq} ms < 5 × 300 ms");
     assert!(conc >= 300.0, "concurrent total {conc} ms < one delay");
+    assert!(conc < seq, "concurrent {conc} ms, sequential {seq} ms");
+    // The shape, whatever the machine's load: in the concurrent lane the
+    // page drew, every request started before any had ended (read off the
+    // bars' titles, "cow: START–END ms Moo!").
+    let spans = browser.js(
+        "return [...document.querySelectorAll('#race-concurrent .bar')] \
+           .map(b => b.title.match(/: (\\d+)–(\\d+) ms/).slice(1).map(Number))",
+        json!([]),
+    );
+    let spans: Vec<(f64, f64)> = spans
+        .as_array()
+        .expect("the concurrent race's requests")
+        .iter()
+        .map(|q| (q[0].as_f64().unwrap(), q[1].as_f64().unwrap()))
+        .collect();
+    assert_eq!(spans.len(), 5, "{spans:?}");
+    let first_end = spans.iter().map(|q| q.1).fold(f64::MAX, f64::min);
     assert!(
-        conc * 2.5 < seq,
-        "concurrent ({conc} ms) should be far below sequential ({seq} ms)"
+        spans.iter().all(|q| q.0 < first_end),
+        "not all at once: {spans:?}"
     );
     let bars = browser.js(
         "return document.querySelectorAll('#race-concurrent .bar:not(.failed)').length",
@@ -762,9 +775,9 @@ fn many_streams_over_http2(engine: Engine) {
         return;
     };
     let dir = tempfile::tempdir().expect("a dir for the certificate");
-    let id = crate::tls::identity("browser");
-    let (cert, key) = crate::tls::write_files(dir.path(), &id);
-    let server = crate::tls::serve_tls(&cert, &key, &["--delay", "0s"]);
+    let id = identity("browser");
+    let (cert, key) = write_files(dir.path(), &id);
+    let server = serve_tls(&cert, &key, &["--delay", "0s"]);
     let origin = format!("https://127.0.0.1:{}", server.addr.port());
     browser.goto(&format!("{origin}/ui"));
     browser.wait_for(
@@ -801,7 +814,7 @@ fn many_streams_over_http2(engine: Engine) {
         .timeout(WAIT)
         .build()
         .unwrap();
-    crate::support::wait_until(WAIT, "the hub to count every stream", || {
+    wait_until(WAIT, "the hub to count every stream", || {
         client
             .get(format!("{origin}/api/topics"))
             .send()
@@ -950,10 +963,10 @@ fn race_endpoint_times_real_requests_and_refuses_bad_input() {
         conc["total_ms"].as_f64().unwrap(),
         seq["total_ms"].as_f64().unwrap(),
     );
-    assert!(
-        c >= 200.0 && c < 0.7 * s,
-        "concurrent {c} ms, sequential {s} ms"
-    );
+    // (The overlap above is what says "concurrent"; the totals only
+    // agree with it, far from any boundary: 600 ms at least against one
+    // 200 ms delay.)
+    assert!(c >= 200.0 && c < s, "concurrent {c} ms, sequential {s} ms");
 
     // Faults with retries: every attempt is reset, each animal is tried
     // three times, and the report says so.

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use gate::{Limits, Refusal};
 use tokio::io::AsyncWriteExt;
 
-use crate::h2c::{self, H2};
+use crate::support::h2c::{self, H2};
 use crate::support::{eventually, get_request, serve, Wire, WAIT, WS_UPGRADE};
 
 #[tokio::test]

@@ -2,7 +2,6 @@
 //! test-only fast path behind `gate::Gate`, spoken to in raw HTTP/1.1 and
 //! HTTP/2. One test binary for the crate, so it links once.
 
-mod h2c;
 mod limits;
 mod protocol;
 mod support;

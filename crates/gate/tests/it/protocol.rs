@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::h2c;
+use crate::support::h2c;
 use crate::support::{get_request, serve, Wire, WAIT};
 
 #[tokio::test]

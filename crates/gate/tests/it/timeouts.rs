@@ -8,7 +8,7 @@ use gate::Limits;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::h2c::{self, H2};
+use crate::support::h2c::{self, H2};
 use crate::support::{serve, Wire};
 
 const HEADER_TIMEOUT: Duration = Duration::from_millis(300);

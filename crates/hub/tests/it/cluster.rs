@@ -6,149 +6,24 @@
 //!
 //! Without the `redis-server` binary, the tests that need not kill Redis
 //! run against `REDIS_URL` if it is set (on topics of their own, as that
-//! server may be shared); the others skip, saying so.
+//! server may be shared); the others skip, saying so, or fail under CI
+//! (`support::missing`).
 
 use std::collections::HashSet;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hub::store::redis::RedisConn;
 use hub::{Config, Hub};
 use tokio_util::sync::CancellationToken;
 
-use crate::durable::serve;
-use crate::support::{client, get_json, Stream, TestHub, WAIT};
-
-/// A `redis-server` of our own on a free port, killed on drop. With
-/// `persist`, it keeps an append-only file fsynced at every write in its
-/// own temporary directory, so that a kill and restart loses nothing it
-/// acknowledged (Redis's durability, which cluster mode relies on).
-pub struct RedisServer {
-    pub port: u16,
-    child: Option<Child>,
-    dir: tempfile::TempDir,
-    persist: bool,
-    /// `REDIS_URL` when `redis-server` is not installed: not ours to kill.
-    external: Option<String>,
-}
-
-impl RedisServer {
-    /// Without `redis-server`: the server at `REDIS_URL` if set, else
-    /// `None` (the test then skips, saying so).
-    pub fn start(persist: bool) -> Option<RedisServer> {
-        let probe = Command::new("redis-server")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .status();
-        if !probe.is_ok_and(|s| s.success()) {
-            let Ok(url) = std::env::var("REDIS_URL") else {
-                eprintln!("redis-server not installed and REDIS_URL not set: skipping");
-                return None;
-            };
-            eprintln!("redis-server not installed: using REDIS_URL {url}");
-            return Some(RedisServer {
-                port: 0,
-                child: None,
-                dir: tempfile::tempdir().unwrap(),
-                persist,
-                external: Some(url),
-            });
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut server = RedisServer {
-            port,
-            child: None,
-            dir: tempfile::tempdir().unwrap(),
-            persist,
-            external: None,
-        };
-        server.spawn();
-        Some(server)
-    }
-
-    pub fn url(&self) -> String {
-        match &self.external {
-            Some(url) => url.clone(),
-            None => format!("redis://127.0.0.1:{}/", self.port),
-        }
-    }
-
-    /// Whether this test may kill, restart or disconnect the server's
-    /// clients: only a server of its own. Says so when it may not.
-    pub fn ours(&self) -> bool {
-        if self.external.is_some() {
-            eprintln!("REDIS_URL is not ours to kill or disconnect: skipping");
-        }
-        self.external.is_none()
-    }
-
-    /// A topic name of this test's own: `name` on a server of its own, and
-    /// made unique on a shared one (whose history may hold earlier runs).
-    pub fn topic(&self, name: &str) -> String {
-        match self.external {
-            None => name.to_owned(),
-            Some(_) => {
-                let nanos = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos();
-                format!("t{}x{nanos}.{name}", std::process::id())
-            }
-        }
-    }
-
-    fn spawn(&mut self) {
-        let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", ""])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if self.persist {
-            cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
-        } else {
-            cmd.args(["--appendonly", "no"]);
-        }
-        self.child = Some(cmd.spawn().expect("spawn redis-server"));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// `kill -9`.
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// Starts it again on the same port and directory.
-    pub fn restart(&mut self) {
-        self.kill();
-        self.spawn();
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+use crate::support::{client, get_json, RedisServer, Stream, TestHub, WAIT};
 
 /// A hub node on `url`, served on 127.0.0.1:0.
 pub async fn node(url: &str, config: Config) -> TestHub {
     let conn = RedisConn::connect(url).await.unwrap();
     let shutdown = CancellationToken::new();
     let hub = Hub::with_backend(config, shutdown.clone(), |c, f| conn.backend(c, f));
-    let node = serve(hub, shutdown).await;
+    let node = TestHub::serve(hub, shutdown);
     wait_healthy(&node).await;
     node
 }

@@ -14,35 +14,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::support::{client, get_json, Stream, TestHub};
 
-/// Serves `hub` on 127.0.0.1:0 like `TestHub::start` does for the memory
-/// backend.
-pub async fn serve(hub: Hub, shutdown: CancellationToken) -> TestHub {
-    let router = hub::router(hub.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let stop = shutdown.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await
-        .unwrap();
-    });
-    TestHub {
-        addr,
-        hub,
-        shutdown,
-        server,
-    }
-}
-
 async fn start(dir: &Path, config: Config, options: SqliteOptions) -> TestHub {
     let data = DataDir::open(dir, options).unwrap();
     let shutdown = CancellationToken::new();
     let hub = Hub::with_backend(config, shutdown.clone(), |c, f| data.backend(c, f));
-    serve(hub, shutdown).await
+    TestHub::serve(hub, shutdown)
 }
 
 /// Stops the server and closes the store (which releases the lock).

@@ -1,8 +1,10 @@
-//! Test helpers: a hub served on port 0, and small streaming clients (raw
-//! lines, an SSE parser, NDJSON) reading a reqwest byte stream.
+//! Test helpers: a hub served on port 0, small streaming clients (raw
+//! lines, an SSE parser, NDJSON) reading a reqwest byte stream, and a
+//! `redis-server` of the test's own.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use hub::{Config, Hub};
@@ -11,6 +13,17 @@ use tokio_util::sync::CancellationToken;
 /// Generous bound on any single wait, so a broken test fails instead of
 /// hanging.
 pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A dependency the test needs (a `redis-server`) is missing. On a
+/// developer's machine the test is skipped, saying so; under CI (`CI` set
+/// and not empty, as `.ci/run` does, which installs every dependency) it
+/// fails, so that a run where nothing was tested cannot pass.
+pub fn missing(why: &str) {
+    if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
+        panic!("{why}, and CI is set: a missing dependency fails the run");
+    }
+    eprintln!("{why}: skipping");
+}
 
 pub struct TestHub {
     pub addr: SocketAddr,
@@ -35,6 +48,16 @@ impl TestHub {
     async fn start_with(config: Config, direct: bool) -> TestHub {
         let shutdown = CancellationToken::new();
         let hub = backend_for_tests(config, shutdown.clone()).await;
+        TestHub::serve_with(hub, shutdown, direct)
+    }
+
+    /// Serves `hub` (built by the test, on a backend of its choosing) as
+    /// [`start`](TestHub::start) does; `shutdown` stops the server.
+    pub fn serve(hub: Hub, shutdown: CancellationToken) -> TestHub {
+        TestHub::serve_with(hub, shutdown, true)
+    }
+
+    fn serve_with(hub: Hub, shutdown: CancellationToken, direct: bool) -> TestHub {
         // The front door `coop serve` uses, in-process.
         let mut gate = gate::Gate::new(hub::router(hub.clone()), gate::Limits::default());
         if direct {
@@ -287,4 +310,135 @@ async fn backend_for_tests(config: Config, shutdown: CancellationToken) -> Hub {
     .await
     .expect("the backend is healthy");
     hub
+}
+
+/// A `redis-server` of the test's own on a free port, killed on drop. With
+/// `persist`, it keeps an append-only file fsynced at every write in its
+/// own temporary directory, so that a kill and restart loses nothing it
+/// acknowledged (Redis's durability, which cluster mode relies on).
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    persist: bool,
+    /// `REDIS_URL` when `redis-server` is not installed: not ours to kill.
+    external: Option<String>,
+}
+
+impl RedisServer {
+    /// Without `redis-server`: the server at `REDIS_URL` if set, else
+    /// `None` after [`missing`] (the test then skips, saying so, or fails
+    /// under CI).
+    pub fn start(persist: bool) -> Option<RedisServer> {
+        let probe = Command::new("redis-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status();
+        if !probe.is_ok_and(|s| s.success()) {
+            let url = match std::env::var("REDIS_URL") {
+                Ok(url) if !url.is_empty() => url,
+                _ => {
+                    missing("redis-server not installed and REDIS_URL not set");
+                    return None;
+                }
+            };
+            eprintln!("redis-server not installed: using REDIS_URL {url}");
+            return Some(RedisServer {
+                port: 0,
+                child: None,
+                dir: tempfile::tempdir().unwrap(),
+                persist,
+                external: Some(url),
+            });
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = RedisServer {
+            port,
+            child: None,
+            dir: tempfile::tempdir().unwrap(),
+            persist,
+            external: None,
+        };
+        server.spawn();
+        Some(server)
+    }
+
+    pub fn url(&self) -> String {
+        match &self.external {
+            Some(url) => url.clone(),
+            None => format!("redis://127.0.0.1:{}/", self.port),
+        }
+    }
+
+    /// Whether this test may kill, restart or disconnect the server's
+    /// clients: only a server of its own. When it may not, [`missing`]
+    /// says so (or fails under CI).
+    pub fn ours(&self) -> bool {
+        if self.external.is_some() {
+            missing("redis-server not installed, and REDIS_URL is not ours to kill or disconnect");
+        }
+        self.external.is_none()
+    }
+
+    /// A topic name of this test's own: `name` on a server of its own, and
+    /// made unique on a shared one (whose history may hold earlier runs).
+    pub fn topic(&self, name: &str) -> String {
+        match self.external {
+            None => name.to_owned(),
+            Some(_) => {
+                let nanos = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos();
+                format!("t{}x{nanos}.{name}", std::process::id())
+            }
+        }
+    }
+
+    fn spawn(&mut self) {
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", ""])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if self.persist {
+            cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
+        } else {
+            cmd.args(["--appendonly", "no"]);
+        }
+        self.child = Some(cmd.spawn().expect("spawn redis-server"));
+        // Blocking, but only a few milliseconds: the tests start it before
+        // anything else runs on their runtime.
+        let deadline = Instant::now() + WAIT;
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// `kill -9`.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port and directory.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }

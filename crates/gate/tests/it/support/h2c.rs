@@ -2,8 +2,6 @@
 //! requests, and raw frames where a test must see or send what a
 //! well-behaved client would not.
 
-#![allow(dead_code)]
-
 use std::net::SocketAddr;
 
 use bytes::Bytes;
@@ -11,7 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
-use crate::support::{Raw, WAIT};
+use super::{Raw, WAIT};
 
 pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 

@@ -7,8 +7,10 @@
 //! `gate`, so they cannot be dev-dependencies here without a cycle: they
 //! are attacked in their own crates' tests and in the CLI suite
 //! (`crates/coop/tests/cli/abuse_front_door.rs`).
+//!
+//! [`h2c`]: HTTP/2 with prior knowledge, whole requests and raw frames.
 
-#![allow(dead_code)]
+pub mod h2c;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -250,18 +252,9 @@ impl Wire {
 
     /// Reads one answer (its body by `content-length`), within [`WAIT`].
     pub async fn response(&mut self) -> Raw {
-        self.read_response(false).await
-    }
-
-    /// Reads one answer to a `HEAD` (no body whatever the length says).
-    pub async fn head_response(&mut self) -> Raw {
-        self.read_response(true).await
-    }
-
-    async fn read_response(&mut self, head_only: bool) -> Raw {
         tokio::time::timeout(WAIT, async {
             loop {
-                if let Some(raw) = self.parse(head_only) {
+                if let Some(raw) = self.parse() {
                     return raw;
                 }
                 let n = self.stream.read_buf(&mut self.buf).await.unwrap();
@@ -276,7 +269,7 @@ impl Wire {
         .unwrap_or_else(|_| panic!("no whole answer within {WAIT:?}"))
     }
 
-    fn parse(&mut self, head_only: bool) -> Option<Raw> {
+    fn parse(&mut self) -> Option<Raw> {
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut resp = httparse::Response::new(&mut headers);
         let len = match resp.parse(&self.buf).expect("a valid answer head") {
@@ -294,14 +287,10 @@ impl Wire {
                 )
             })
             .collect();
-        let body_len = if head_only {
-            0
-        } else {
-            headers
-                .iter()
-                .find(|(n, _)| n == "content-length")
-                .map_or(0, |(_, v)| v.parse().unwrap())
-        };
+        let body_len = headers
+            .iter()
+            .find(|(n, _)| n == "content-length")
+            .map_or(0, |(_, v)| v.parse().unwrap());
         if self.buf.len() < len + body_len {
             return None;
         }
