@@ -2,7 +2,6 @@
 //! or hand the connection (with what was read) to hyper.
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -16,7 +15,7 @@ use http::StatusCode;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -24,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::head::{self, Parsed, H2_PREFACE};
 use crate::limits::InFlight;
+use crate::wire::Wire;
 use crate::{tls, Conn, FastPath, Held, Limits, Next, Refusal};
 
 /// What every connection task shares.
@@ -138,8 +138,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAd
         return;
     }
     let Conn { stream, held, .. } = conn;
-    let io = Rewound::new(buf.freeze(), stream);
-    let io = Stalled::new(io, shared.limits.write_timeout);
+    let io = Wire::new(buf.freeze(), stream, shared.limits.write_timeout);
     // Boxed, so that connections answered by a fast path do not carry the
     // size of hyper's connection state.
     Box::pin(serve_hyper(&shared, io, peer, held)).await;
@@ -215,8 +214,7 @@ async fn serve_tls(
             return;
         }
     }
-    let io = Rewound::new(first.freeze(), stream);
-    let io = Stalled::new(io, shared.limits.write_timeout);
+    let io = Wire::new(first.freeze(), stream, shared.limits.write_timeout);
     serve_hyper(&shared, io, peer, held).await;
 }
 
@@ -228,14 +226,15 @@ async fn serve_tls(
 /// HTTP/2 has none, so without this an h2c client could send the start of
 /// the preface and then trickle (or send nothing), or keep a connection
 /// with no stream open, for ever.
-async fn serve_hyper<I>(shared: &Shared, io: I, peer: SocketAddr, held: Held)
+async fn serve_hyper<I>(shared: &Shared, mut io: Wire<I>, peer: SocketAddr, held: Held)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     // The socket carries the connection's place under the limits and in
     // the drain: an upgraded connection (a WebSocket) outlives hyper's
     // connection future, and keeps its place until it closes.
-    let io = TokioIo::new(Holding { io, _held: held });
+    io.hold(held);
+    let io = TokioIo::new(io);
     let activity = Activity::new();
     let service = {
         let router = shared.router.clone();
@@ -358,54 +357,6 @@ impl hyper::body::Body for Counted {
     }
 }
 
-/// An I/O that carries what its connection holds ([`Held`]): whoever owns
-/// the socket (hyper, or the task of a connection hyper upgraded) keeps
-/// the connection's place until the socket is dropped.
-struct Holding<I> {
-    io: I,
-    _held: Held,
-}
-
-impl<I: AsyncRead + Unpin> AsyncRead for Holding<I> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl<I: AsyncWrite + Unpin> AsyncWrite for Holding<I> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-}
-
 /// An HTTP/2 request names its server in `:authority` (hyper puts it in
 /// the URI), not in `Host`, which browsers leave out: the router gets it as
 /// `Host` all the same, as an HTTP/1.1 request would carry it, so that
@@ -421,164 +372,5 @@ fn host_from_authority<B>(req: &mut http::Request<B>) {
         .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok());
     if let Some(host) = host {
         req.headers_mut().insert(http::header::HOST, host);
-    }
-}
-
-/// A connection whose first bytes were already read: reads give those
-/// bytes first, then the stream's. Writes go straight to the stream.
-struct Rewound<S> {
-    prefix: Bytes,
-    stream: S,
-}
-
-impl<S> Rewound<S> {
-    fn new(prefix: Bytes, stream: S) -> Rewound<S> {
-        Rewound { prefix, stream }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Rewound<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if !self.prefix.is_empty() {
-            let n = self.prefix.len().min(buf.remaining());
-            buf.put_slice(&self.prefix[..n]);
-            self.prefix.advance(n);
-            if self.prefix.is_empty() {
-                // Drop the buffer it came from.
-                self.prefix = Bytes::new();
-            }
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.stream).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Rewound<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
-}
-
-/// A connection whose writes fail once they have made no progress for
-/// `timeout`: a client that stops reading fills its socket buffer, and
-/// hyper would otherwise wait on it forever (holding the connection, its
-/// buffers and the drain). The timer runs only while a write is blocked,
-/// and wakes the connection's own task: no task of its own.
-struct Stalled<I> {
-    io: I,
-    timeout: std::time::Duration,
-    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
-}
-
-impl<I> Stalled<I> {
-    fn new(io: I, timeout: std::time::Duration) -> Stalled<I> {
-        Stalled {
-            io,
-            timeout,
-            deadline: None,
-        }
-    }
-
-    /// After a write returned `Pending`: arms the timer (once per stall)
-    /// and fails when it has run out.
-    fn blocked(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        let timeout = self.timeout;
-        let deadline = self
-            .deadline
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-        match deadline.as_mut().poll(cx) {
-            Poll::Ready(()) => {
-                metrics::counter!("gate_write_timeouts_total").increment(1);
-                Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "the client stopped reading (--write-timeout)",
-                )))
-            }
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
-    fn progressed<T>(&mut self, done: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
-        if done.is_ready() {
-            self.deadline = None;
-        }
-        done
-    }
-}
-
-impl<I: AsyncRead + Unpin> AsyncRead for Stalled<I> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl<I: AsyncWrite + Unpin> AsyncWrite for Stalled<I> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.io).poll_write(cx, buf) {
-            Poll::Pending => self.blocked(cx),
-            done => self.progressed(done),
-        }
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.io).poll_write_vectored(cx, bufs) {
-            Poll::Pending => self.blocked(cx),
-            done => self.progressed(done),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match Pin::new(&mut self.io).poll_flush(cx) {
-            Poll::Pending => self.blocked(cx).map_ok(|_| ()),
-            done => self.progressed(done),
-        }
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }

@@ -36,6 +36,7 @@ pub mod tls;
 pub mod write;
 
 mod conn;
+mod wire;
 
 use std::future::Future;
 use std::net::SocketAddr;
