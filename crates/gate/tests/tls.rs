@@ -133,6 +133,22 @@ struct Served {
     release: watch::Sender<bool>,
 }
 
+/// A server with a fresh identity (its files in the returned directory)
+/// and a short header timeout.
+fn served_with_header_timeout(header_timeout: Duration) -> (tempfile::TempDir, Identity, Served) {
+    let dir = tempfile::tempdir().unwrap();
+    let id = identity("a");
+    let (cert, key) = write_files(dir.path(), &id);
+    let served = Served::start(
+        Tls::from_files(&cert, &key).unwrap(),
+        gate::Limits {
+            header_timeout,
+            ..gate::Limits::default()
+        },
+    );
+    (dir, id, served)
+}
+
 impl Served {
     fn start(tls: Tls, limits: gate::Limits) -> Served {
         let (release, released) = watch::channel(false);
@@ -348,17 +364,8 @@ async fn a_client_that_does_not_speak_tls_is_closed_and_others_are_served() {
 
 #[tokio::test]
 async fn a_handshake_that_never_completes_is_cut_off_at_the_header_timeout() {
-    let dir = tempfile::tempdir().unwrap();
-    let id = identity("a");
-    let (cert, key) = write_files(dir.path(), &id);
     let header_timeout = Duration::from_millis(400);
-    let served = Served::start(
-        Tls::from_files(&cert, &key).unwrap(),
-        gate::Limits {
-            header_timeout,
-            ..gate::Limits::default()
-        },
-    );
+    let (_dir, id, served) = served_with_header_timeout(header_timeout);
     // Silent after connecting, and silent after the first bytes of a
     // ClientHello (a record header announcing more than is sent).
     let starts: [&[u8]; 2] = [b"", &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]];
@@ -551,17 +558,8 @@ async fn tls_connect(
 
 #[tokio::test]
 async fn a_client_silent_after_its_handshake_is_cut_off_at_the_header_timeout() {
-    let dir = tempfile::tempdir().unwrap();
-    let id = identity("a");
-    let (cert, key) = write_files(dir.path(), &id);
     let header_timeout = Duration::from_millis(400);
-    let served = Served::start(
-        Tls::from_files(&cert, &key).unwrap(),
-        gate::Limits {
-            header_timeout,
-            ..gate::Limits::default()
-        },
-    );
+    let (_dir, id, served) = served_with_header_timeout(header_timeout);
     // Whatever ALPN chose: HTTP/2, HTTP/1.1, or nothing (HTTP/1.1).
     let offers: [&[&[u8]]; 3] = [&[b"h2"], &[b"http/1.1"], &[]];
     for alpn in offers {

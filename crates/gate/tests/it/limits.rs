@@ -131,28 +131,17 @@ fn two_in_flight() -> Limits {
 
 #[tokio::test]
 async fn past_the_in_flight_cap_held_on_the_fast_path_every_path_gets_503() {
-    let served = serve(two_in_flight()).await;
-    let h2 = H2::connect(served.addr).await;
-    let mut held = [
-        Wire::connect(served.addr).await,
-        Wire::connect(served.addr).await,
-    ];
-    for w in &mut held {
-        w.send(get_request("/fast/hold")).await;
-    }
-    served.holds.wait_entered(2).await;
-    assert_refused_on_every_path(served.addr, &h2).await;
-
-    served.holds.release(2);
-    for w in &mut held {
-        let r = w.response().await;
-        assert_eq!((r.status, r.path()), (200, Some("fast")), "{r:?}");
-    }
-    assert_served_on_every_path(served.addr, &h2).await;
+    two_held_over_http1_then_every_path_refused("fast").await;
 }
 
 #[tokio::test]
 async fn past_the_in_flight_cap_held_through_hyper_every_path_gets_503() {
+    two_held_over_http1_then_every_path_refused("hyper").await;
+}
+
+/// Two HTTP/1.1 requests held by `side` (the test fast path or hyper) fill
+/// the cap of two: every path is refused, then served once they end.
+async fn two_held_over_http1_then_every_path_refused(side: &str) {
     let served = serve(two_in_flight()).await;
     let h2 = H2::connect(served.addr).await;
     let mut held = [
@@ -160,7 +149,7 @@ async fn past_the_in_flight_cap_held_through_hyper_every_path_gets_503() {
         Wire::connect(served.addr).await,
     ];
     for w in &mut held {
-        w.send(get_request("/hyper/hold")).await;
+        w.send(get_request(&format!("/{side}/hold"))).await;
     }
     served.holds.wait_entered(2).await;
     assert_refused_on_every_path(served.addr, &h2).await;
@@ -168,7 +157,7 @@ async fn past_the_in_flight_cap_held_through_hyper_every_path_gets_503() {
     served.holds.release(2);
     for w in &mut held {
         let r = w.response().await;
-        assert_eq!((r.status, r.path()), (200, Some("hyper")), "{r:?}");
+        assert_eq!((r.status, r.path()), (200, Some(side)), "{r:?}");
     }
     assert_served_on_every_path(served.addr, &h2).await;
 }
