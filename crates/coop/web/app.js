@@ -335,6 +335,19 @@ function showKitchen(mode) {
 async function setUpKitchen() {
   const radios = document.querySelectorAll('input[name="kmode"]');
   for (const r of radios) r.addEventListener("change", () => showKitchen(r.value));
+  // The page may load while the server restarts: a failed load is tried
+  // again a little later rather than left as an unhandled rejection.
+  for (;;) {
+    try {
+      await loadKitchen();
+      return;
+    } catch (_) {
+      await new Promise((done) => setTimeout(done, 2000));
+    }
+  }
+}
+
+async function loadKitchen() {
   const rows = [];
   for (const mode of Object.keys(KITCHEN_MODES)) {
     const res = await fetch("/api/kitchen?mode=" + mode + "&format=json");
