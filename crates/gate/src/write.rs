@@ -69,6 +69,14 @@ impl<'a> Head<'a> {
         self.finish();
     }
 
+    /// Ends a head that has no body and no framing: a `101 Switching
+    /// Protocols`, after which the connection speaks another protocol.
+    pub fn switching(self) {
+        self.out.put_slice(b"date: ");
+        with_date(|date| self.out.put_slice(date));
+        self.out.put_slice(b"\r\n\r\n");
+    }
+
     fn finish(self) {
         self.out.put_slice(b"\r\ndate: ");
         with_date(|date| self.out.put_slice(date));
@@ -192,6 +200,15 @@ mod tests {
         Head::new(&mut out, StatusCode::OK).chunked();
         let text = String::from_utf8(out.to_vec()).unwrap();
         assert!(text.starts_with("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ndate: "));
+        assert!(text.ends_with(" GMT\r\n\r\n"), "{text}");
+        let mut out = BytesMut::new();
+        Head::new(&mut out, StatusCode::SWITCHING_PROTOCOLS)
+            .header("upgrade", "websocket")
+            .switching();
+        let text = String::from_utf8(out.to_vec()).unwrap();
+        assert!(
+            text.starts_with("HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\ndate: ")
+        );
         assert!(text.ends_with(" GMT\r\n\r\n"), "{text}");
         let out = response(StatusCode::OK, "application/json", &[], false, b"{}", true);
         let text = String::from_utf8(out.to_vec()).unwrap();
