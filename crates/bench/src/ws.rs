@@ -71,6 +71,15 @@ impl FrameDecoder {
         mut message: impl FnMut(&[u8]),
     ) -> Result<(), BadResponse> {
         loop {
+            if !self.in_frame && self.have == 0 && !self.in_message {
+                // The common case, a whole unfragmented data frame in this
+                // read: handed over in place, no state touched.
+                if let Some((payload, used)) = whole_frame(input, max) {
+                    message(payload);
+                    input = &input[used..];
+                    continue;
+                }
+            }
             if !self.in_frame {
                 if input.is_empty() {
                     return Ok(());
@@ -167,6 +176,24 @@ impl FrameDecoder {
     }
 }
 
+/// A final, unmasked text or binary frame of at most `max` bytes whole at
+/// the start of `input`: its payload and its length with the header.
+fn whole_frame(input: &[u8], max: usize) -> Option<(&[u8], usize)> {
+    let (&b0, &b1) = (input.first()?, input.get(1)?);
+    if b0 != 0x81 && b0 != 0x82 {
+        return None;
+    }
+    let (len, at) = match b1 {
+        0..=125 => (b1 as usize, 2),
+        126 => (u16::from_be_bytes([*input.get(2)?, *input.get(3)?]) as usize, 4),
+        _ => return None,
+    };
+    if len > max || input.len() < at + len {
+        return None;
+    }
+    Some((&input[at..at + len], at + len))
+}
+
 fn close_error(payload: &[u8]) -> BadResponse {
     match payload {
         [a, b, reason @ ..] => BadResponse(format!(
@@ -184,16 +211,17 @@ fn close_error(payload: &[u8]) -> BadResponse {
 /// (nchan sends the published bytes as they are).
 pub fn message_of(payload: &[u8]) -> &[u8] {
     const KEY: &[u8] = b"\"message\":\"";
-    if payload.first() != Some(&b'{') {
-        return payload;
-    }
-    let Some(at) = memchr::memmem::find(payload, KEY) else {
+    // `message` is the record's last field: `…,"message":"TEXT"}`. Found
+    // from the end (TEXT has no `"`), it costs a scan of TEXT alone.
+    let Some(body) = payload
+        .strip_prefix(b"{")
+        .and_then(|p| p.strip_suffix(b"\"}"))
+    else {
         return payload;
     };
-    let rest = &payload[at + KEY.len()..];
-    match memchr::memchr(b'"', rest) {
-        Some(end) => &rest[..end],
-        None => payload,
+    match memchr::memrchr(b'"', body) {
+        Some(q) if body[..=q].ends_with(KEY) => &body[q + 1..],
+        _ => payload,
     }
 }
 
@@ -271,6 +299,8 @@ mod tests {
         let rec = br#"{"id":5,"topic":"default","time":1,"message":"7_9_0badf00d_xx"}"#;
         assert_eq!(message_of(rec), b"7_9_0badf00d_xx");
         assert_eq!(message_of(b"7_9_0badf00d_xx"), b"7_9_0badf00d_xx");
+        let odd = br#"{"message":"a","x":"b"}"#;
+        assert_eq!(message_of(odd), &odd[..], "not a record of ours");
         let request = String::from_utf8(upgrade_request("/ws", "127.0.0.1:8090")).unwrap();
         assert!(request.starts_with("GET /ws HTTP/1.1\r\nHost: 127.0.0.1:8090\r\n"));
         assert!(request.ends_with("\r\n\r\n"));
