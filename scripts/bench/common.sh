@@ -23,6 +23,7 @@ private_copy() {
   local copy
   copy=$(mktemp /tmp/coop-other-XXXXXX)
   cp "$2" "$copy"
+  chmod +x "$copy"  # mktemp made it 0600
   COPIES+=("$copy")
   printf -v "$1" '%s' "$copy"
 }

@@ -50,6 +50,7 @@ pub fn too_big_reason() -> String {
 }
 
 /// Appends the header of one unmasked, final frame of `len` bytes.
+#[inline]
 pub fn put_header(buf: &mut BytesMut, opcode: u8, len: usize) {
     buf.put_u8(0x80 | opcode);
     if len < 126 {
@@ -64,6 +65,7 @@ pub fn put_header(buf: &mut BytesMut, opcode: u8, len: usize) {
 }
 
 /// Appends one text frame carrying `payload` (UTF-8: the shared JSON).
+#[inline]
 pub fn put_text(buf: &mut BytesMut, payload: &[u8]) {
     put_header(buf, OP_TEXT, payload.len());
     buf.put_slice(payload);
