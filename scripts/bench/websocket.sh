@@ -3,22 +3,27 @@
 # subscribers beside coop's raw subscribers (same server, same run) and
 # nchan's WebSocket subscribers (`location = /ws` of reference/nchan.conf),
 # alternated RUNS times (default 3), medians printed by median.py.
-#   scripts/bench/websocket.sh [RUNS] [SCENARIOS...]
+#   [BASE_SRC=old/coop] scripts/bench/websocket.sh [RUNS] [SCENARIOS...]
 # Scenarios:
 #   throughput  1,000 subscribers x 1,000 messages, one closed-loop publisher
+#   long        the same with 5,000 messages (runs of about 1 s, steadier)
 #   memory      10,000 subscribers, 10 msg/s for 30 s (4 paced publishers)
+# With BASE_SRC, that build's WebSocket subscribers run too (base-ws-*),
+# measured by this build's load generator.
 # nginx runs from a private copy of reference/nchan.conf on NCHAN_PORT
 # (default 18090; its echo helper on NCHAN_PORT+1) under a private prefix,
 # so another nchan on 8090 is left alone. Results go to
-# target/bench-results/websocket.jsonl (one JSON line per run, with the
-# load average).
+# target/bench-results/websocket.jsonl (or RESULTS; one JSON line per run,
+# with the load average).
 source "$(dirname "$0")/common.sh"
 RUNS=${1:-3}; shift || true
-SCENARIOS=${*:-throughput memory}
+SCENARIOS=${*:-throughput long memory}
+BASE=""
+if [ -n "${BASE_SRC:-}" ]; then private_copy BASE "$BASE_SRC"; fi
 COOP_PORT=${COOP_PORT:-18081}
 NCHAN_PORT=${NCHAN_PORT:-18090}
 ECHO_PORT=$((NCHAN_PORT + 1))
-RESULTS="$OUT/websocket.jsonl"
+RESULTS="${RESULTS:-$OUT/websocket.jsonl}"
 PREFIX=$(mktemp -d /tmp/nchan-ws-XXXXXX)
 
 start_private_nchan() {
@@ -41,6 +46,7 @@ trap 'rm -f "${COPIES[@]}"; stop_all; stop_private_nchan' EXIT
 args_for() {
   case $1 in
     throughput) echo "-n 1000 -m 1000 -p 1" ;;
+    long) echo "-n 1000 -m 5000 -p 1" ;;
     memory) echo "-n 10000 --rate 10 --duration 30s -p 4 --sources 16" ;;
   esac
 }
@@ -55,6 +61,12 @@ fanout() { # LABEL RUN PIDS ARGS...
 
 coop_raw() { fanout "coop-raw-$1" "$2" "$3" --url "http://127.0.0.1:$COOP_PORT/" $(args_for "$1"); }
 coop_ws() { fanout "coop-ws-$1" "$2" "$3" --url "http://127.0.0.1:$COOP_PORT/" --ws $(args_for "$1"); }
+base_ws() {
+  local pid
+  pid=$(start_bg base-$COOP_PORT "$COOP_PORT" "$BASE" serve -q --port "$COOP_PORT")
+  fanout "base-ws-$1" "$2" "$pid" --url "http://127.0.0.1:$COOP_PORT/" --ws $(args_for "$1")
+  stop_pid "$pid"
+}
 nchan_ws() {
   fanout "nchan-ws-$1" "$2" "$(private_nchan_pids)" --url "http://127.0.0.1:$NCHAN_PORT/ws" \
     --publish-url "http://127.0.0.1:$NCHAN_PORT/" --ws $(args_for "$1")
@@ -63,7 +75,7 @@ nchan_ws() {
 start_private_nchan
 for s in $SCENARIOS; do
   for run in $(seq 1 "$RUNS"); do
-    if [ "$s" = throughput ]; then
+    if [ "$s" != memory ]; then
       # Raw and WebSocket on the same server, the order alternated.
       pid=$(start_coop $COOP_PORT)
       if [ $((run % 2)) = 1 ]; then coop_ws "$s" "$run" "$pid"; coop_raw "$s" "$run" "$pid";
@@ -75,6 +87,7 @@ for s in $SCENARIOS; do
       pid=$(start_coop $COOP_PORT); coop_raw "$s" "$run" "$pid"; stop_pid "$pid"
     fi
     nchan_ws "$s" "$run"
+    if [ -n "$BASE" ]; then base_ws "$s" "$run"; fi
   done
 done
 python3 "$(dirname "$0")/median.py" "$RESULTS"
