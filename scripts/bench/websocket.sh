@@ -41,7 +41,7 @@ private_nchan_pids() {
   local m; m=$(cat "$PREFIX/logs/nginx.pid")
   echo "$m $(pgrep -P "$m")" | tr -s ' \n' ',' | sed 's/,$//'
 }
-trap 'rm -f "${COPIES[@]}"; stop_all; stop_private_nchan' EXIT
+trap 'rm -f "${COPIES[@]}"; stop_all; stop_private_nchan; rm -rf "$PREFIX"' EXIT
 
 args_for() {
   case $1 in

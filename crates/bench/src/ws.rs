@@ -185,7 +185,10 @@ fn whole_frame(input: &[u8], max: usize) -> Option<(&[u8], usize)> {
     }
     let (len, at) = match b1 {
         0..=125 => (b1 as usize, 2),
-        126 => (u16::from_be_bytes([*input.get(2)?, *input.get(3)?]) as usize, 4),
+        126 => (
+            u16::from_be_bytes([*input.get(2)?, *input.get(3)?]) as usize,
+            4,
+        ),
         _ => return None,
     };
     if len > max || input.len() < at + len {
