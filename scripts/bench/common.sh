@@ -23,6 +23,7 @@ private_copy() {
   local copy
   copy=$(mktemp /tmp/coop-other-XXXXXX)
   cp "$2" "$copy"
+  chmod +x "$copy"  # mktemp made it 0600
   COPIES+=("$copy")
   printf -v "$1" '%s' "$copy"
 }
@@ -75,7 +76,14 @@ start_bg() {
   wait_port "$port"
   echo "$pid"
 }
-stop_pid() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+# stop_pid PID: stops it and waits until it is gone (at most 30 s), so the
+# next server can bind its port: a server started in a command substitution
+# is not this shell's child, and `wait` alone returns at once.
+stop_pid() {
+  kill "$1" 2>/dev/null || true
+  for _ in $(seq 1 300); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+  wait "$1" 2>/dev/null || true
+}
 stop_all() { for p in "${STARTED_PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; }
 
 start_coop() { # PORT ARGS...

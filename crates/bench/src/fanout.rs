@@ -22,7 +22,9 @@
 //!    total rate (message k is due at start + k/rate, shared round-robin).
 //!    Only `[0-9a-z_]` is used, so `?msg=` needs no escaping (nchan's anchor
 //!    does not decode it).
-//! 4. Each subscriber parses its lines, marks the sequence number in its
+//! 4. Each subscriber parses its lines (or, with `websocket`, its frames:
+//!    the subscriber upgrades its socket and the same per-thread decoding
+//!    reads text frames, coop's NDJSON records or nchan's bare messages), marks the sequence number in its
 //!    bitset (a second mark is a duplicate, a lower number than the highest
 //!    seen is out of order) and records now − send time in its thread's
 //!    histogram. The run ends when every delivery arrived or nothing arrived
@@ -51,6 +53,7 @@ use crate::http::{parse_head, BodyDecoder, LineSplitter};
 use crate::probe::{self, ProcSample};
 use crate::summary::{new_histogram, Latency};
 use crate::target::{self, Target};
+use crate::ws::{self, FrameDecoder};
 use crate::{now_ns, BenchError};
 
 /// Bytes one subscriber read may take at once. One buffer per thread, not
@@ -93,6 +96,8 @@ pub struct FanoutConfig {
     pub idle_timeout: Duration,
     /// Server processes to read RSS and CPU time from.
     pub server_pids: Vec<u32>,
+    /// Subscribers upgrade to WebSocket instead of streaming a response.
+    pub websocket: bool,
 }
 
 impl Default for FanoutConfig {
@@ -113,6 +118,7 @@ impl Default for FanoutConfig {
             settle: Duration::from_millis(200),
             idle_timeout: Duration::from_secs(5),
             server_pids: Vec::new(),
+            websocket: false,
         }
     }
 }
@@ -140,6 +146,8 @@ pub struct ServerFigures {
 #[derive(Debug, Clone, Serialize)]
 pub struct FanoutReport {
     pub url: String,
+    /// How subscribers read: `http` (a streaming response) or `websocket`.
+    pub transport: &'static str,
     pub publish_url: String,
     pub subscribers: usize,
     pub messages: u64,
@@ -224,6 +232,7 @@ impl Shared {
 struct RunCtx {
     addr: std::net::SocketAddr,
     request: Vec<u8>,
+    websocket: bool,
     nonce: [u8; 8],
     prime_line: Vec<u8>,
     messages: u64,
@@ -271,7 +280,12 @@ pub async fn run(cfg: FanoutConfig) -> Result<FanoutReport, BenchError> {
     let shared = Arc::new(Shared::default());
     let ctx = Arc::new(RunCtx {
         addr: sub_target.addr,
-        request: sub_target.get_request(),
+        request: if cfg.websocket {
+            ws::upgrade_request(&sub_target.path_and_query, &sub_target.authority)
+        } else {
+            sub_target.get_request()
+        },
+        websocket: cfg.websocket,
         nonce,
         prime_line: prime_msg.clone().into_bytes(),
         messages: cfg.messages,
@@ -333,6 +347,7 @@ pub async fn run(cfg: FanoutConfig) -> Result<FanoutReport, BenchError> {
     let first_error = shared.first_error().or(pstats.first_error.clone());
     Ok(FanoutReport {
         url: sub_target.url.clone(),
+        transport: if cfg.websocket { "websocket" } else { "http" },
         publish_url: pub_target.url.clone(),
         subscribers: cfg.subscribers,
         messages: cfg.messages,
@@ -639,11 +654,19 @@ fn parse_message(line: &[u8], nonce: &[u8; 8]) -> Option<(u64, u64)> {
     (rest.len() >= 8 && &rest[..8] == nonce).then_some((seq, ts))
 }
 
+/// How a subscriber's stream is framed after its head.
+enum Decoder {
+    /// A streaming response: its body (chunked or not), split in lines.
+    Http(BodyDecoder, LineSplitter),
+    /// WebSocket frames, one message each.
+    Ws(FrameDecoder),
+}
+
 /// Per-subscriber state: everything a connection keeps between reads.
 struct SubState {
-    decoder: Option<BodyDecoder>,
+    /// Set once the response head is read.
+    decoder: Option<Decoder>,
     head: Vec<u8>,
-    lines: LineSplitter,
     seen: Box<[u64]>,
     /// Highest sequence number seen + 1 (0 = none yet).
     high: u64,
@@ -703,7 +726,6 @@ async fn subscriber(source: Option<IpAddr>, shard: Rc<Shard>) {
     let mut st = SubState {
         decoder: None,
         head: Vec::new(),
-        lines: LineSplitter::default(),
         seen: vec![0u64; ctx.messages.div_ceil(64) as usize].into_boxed_slice(),
         high: 0,
         primed: false,
@@ -745,91 +767,132 @@ fn on_bytes(shard: &Shard, st: &mut SubState, data: &[u8]) -> Result<(), String>
         let Some(head) = parse_head(&st.head).map_err(|e| e.to_string())? else {
             return Ok(());
         };
-        if head.status != 200 {
+        let want = if shard.ctx.websocket { 101 } else { 200 };
+        if head.status != want {
             let body = String::from_utf8_lossy(&st.head[head.len..]);
             return Err(format!("status {}: {}", head.status, body.trim()));
+        }
+        if shard.ctx.websocket && !ws::accepts(&st.head[..head.len]) {
+            return Err("101 without the right Sec-WebSocket-Accept".into());
         }
         // The rest of this read is body: reparse it below from the head
         // buffer, then drop the buffer.
         let head_buf = std::mem::take(&mut st.head);
-        st.decoder = Some(BodyDecoder::new(head.framing));
+        st.decoder = Some(if shard.ctx.websocket {
+            Decoder::Ws(FrameDecoder::default())
+        } else {
+            Decoder::Http(BodyDecoder::new(head.framing), LineSplitter::default())
+        });
         return on_body(shard, st, &head_buf[head.len..]);
     }
     on_body(shard, st, data)
+}
+
+/// What one read's messages came to, counted before the shard's totals.
+#[derive(Default)]
+struct Tally {
+    new: u64,
+    dup: u64,
+    ooo: u64,
+    stray: u64,
+}
+
+/// One message (a line, or a WebSocket message's text) of one subscriber:
+/// ours (marked in the bitset, its latency recorded), priming, or stray.
+#[allow(clippy::too_many_arguments)]
+fn on_message(
+    ctx: &RunCtx,
+    seen: &mut [u64],
+    high: &mut u64,
+    primed: &mut bool,
+    hist: &mut Histogram<u64>,
+    now: u64,
+    tally: &mut Tally,
+    line: &[u8],
+) {
+    if let Some((seq, ts)) = parse_message(line, &ctx.nonce) {
+        if seq >= ctx.messages {
+            tally.stray += 1;
+            return;
+        }
+        let (w, bit) = ((seq / 64) as usize, 1u64 << (seq % 64));
+        if seen[w] & bit != 0 {
+            tally.dup += 1;
+            return;
+        }
+        seen[w] |= bit;
+        tally.new += 1;
+        if seq + 1 < *high {
+            tally.ooo += 1;
+        }
+        *high = (*high).max(seq + 1);
+        hist.saturating_record((now.saturating_sub(ts) / 1000).max(1));
+    } else if line == ctx.prime_line.as_slice() {
+        if !*primed {
+            *primed = true;
+            ctx.shared.primed.fetch_add(1, Ordering::Relaxed);
+        }
+    } else {
+        tally.stray += 1;
+    }
 }
 
 fn on_body(shard: &Shard, st: &mut SubState, data: &[u8]) -> Result<(), String> {
     let ctx = &shard.ctx;
     let now = now_ns();
     let mut hist = shard.hist.borrow_mut();
-    let (mut new, mut dup, mut ooo, mut stray) = (0u64, 0u64, 0u64, 0u64);
-    let mut err: Option<String> = None;
+    let mut tally = Tally::default();
     let SubState {
         decoder,
-        lines,
         seen,
         high,
         primed,
         ..
     } = st;
-    let decoder = decoder.as_mut().expect("set once the head is parsed");
-    decoder
-        .feed(data, |chunk| {
-            if err.is_some() {
-                return;
-            }
-            let r = lines.feed(chunk, MAX_LINE, |line| {
-                if let Some((seq, ts)) = parse_message(line, &ctx.nonce) {
-                    if seq >= ctx.messages {
-                        stray += 1;
-                        return;
+    let mut on =
+        |line: &[u8]| on_message(ctx, seen, high, primed, &mut hist, now, &mut tally, line);
+    // Whether the stream ended, or why it broke; what arrived before
+    // counts either way.
+    let outcome: Result<bool, String> = match decoder.as_mut().expect("set once the head is parsed")
+    {
+        Decoder::Http(body, lines) => {
+            let mut err: Option<String> = None;
+            let fed = body.feed(data, |chunk| {
+                if err.is_none() {
+                    if let Err(e) = lines.feed(chunk, MAX_LINE, &mut on) {
+                        err = Some(e.to_string());
                     }
-                    let (w, bit) = ((seq / 64) as usize, 1u64 << (seq % 64));
-                    if seen[w] & bit != 0 {
-                        dup += 1;
-                        return;
-                    }
-                    seen[w] |= bit;
-                    new += 1;
-                    if seq + 1 < *high {
-                        ooo += 1;
-                    }
-                    *high = (*high).max(seq + 1);
-                    hist.saturating_record((now.saturating_sub(ts) / 1000).max(1));
-                } else if line == ctx.prime_line.as_slice() {
-                    if !*primed {
-                        *primed = true;
-                        ctx.shared.primed.fetch_add(1, Ordering::Relaxed);
-                    }
-                } else {
-                    stray += 1;
                 }
             });
-            if let Err(e) = r {
-                err = Some(e.to_string());
+            match (fed, err) {
+                (Err(e), _) => Err(e.to_string()),
+                (_, Some(e)) => Err(e),
+                _ => Ok(body.is_done()),
             }
-        })
-        .map_err(|e| e.to_string())?;
-    if let Some(e) = err {
-        return Err(e);
-    }
-    if new > 0 {
-        ctx.shared.delivered.fetch_add(new, Ordering::Relaxed);
+        }
+        Decoder::Ws(frames) => frames
+            .feed(data, MAX_LINE, |payload| on(ws::message_of(payload)))
+            .map(|()| false)
+            .map_err(|e| e.to_string()),
+    };
+    if tally.new > 0 {
+        ctx.shared.delivered.fetch_add(tally.new, Ordering::Relaxed);
         shard.last_delivery_ns.set(now);
     }
-    if dup > 0 {
-        shard.duplicates.set(shard.duplicates.get() + dup);
+    if tally.dup > 0 {
+        shard.duplicates.set(shard.duplicates.get() + tally.dup);
     }
-    if ooo > 0 {
-        shard.out_of_order.set(shard.out_of_order.get() + ooo);
+    if tally.ooo > 0 {
+        shard.out_of_order.set(shard.out_of_order.get() + tally.ooo);
     }
-    if stray > 0 {
-        shard.stray.set(shard.stray.get() + stray);
+    if tally.stray > 0 {
+        shard.stray.set(shard.stray.get() + tally.stray);
     }
-    if decoder.is_done() {
-        return Err("response body ended".into());
+    match outcome {
+        Ok(true) => Err("response body ended".into()),
+        Ok(false) => Ok(()),
+        Err(e) => Err(e),
     }
-    Ok(())
 }
 
 #[derive(Default)]

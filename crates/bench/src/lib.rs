@@ -22,6 +22,7 @@
 //! - `http`: the minimal HTTP/1.1 pieces both use (response heads, chunked
 //!   bodies, line splitting).
 //! - `target`: URLs, source addresses (127.0.0.x) and connecting.
+//! - `ws`: the WebSocket subscriber's upgrade request and frame decoder.
 //! - `probe`: server peak RSS and CPU time from `/proc`.
 //! - `summary`: latency percentiles from an HDR histogram.
 
@@ -32,6 +33,7 @@ pub mod probe;
 pub mod publish;
 pub mod summary;
 pub mod target;
+pub mod ws;
 
 /// Everything that can stop a benchmark before it measures anything.
 /// Losses and wrong answers are not errors: they are figures in the report.

@@ -1,34 +1,48 @@
-//! Subscribers that own their socket: the fast path for streaming GETs.
+//! Subscribers that own their socket: the fast path for streaming GETs
+//! and WebSocket upgrades.
 //!
 //! A streaming response through hyper costs about twice the CPU per
 //! delivery and several KB more per connection than writing to the socket
-//! ourselves. So [`Takeover`] is a [`gate::FastPath`]: the gate parses each
-//! request head once and shows it here; a plain HTTP/1.1 `GET /` or
-//! `GET /topics/…` that is not a WebSocket upgrade is claimed, the
-//! subscription opened, the head answered here, and then batches are
-//! written straight to the socket, chunked, one `write` per wake-up, by a
-//! task that owns the socket. Anything else (publishes, the API,
-//! WebSockets, HTTP/2, TLS) goes on to hyper and the router, where the
-//! same subscription logic runs as a streaming body.
+//! ourselves; a WebSocket through hyper and tungstenite costs more still
+//! (an upgraded connection's buffers, a frame codec, a copy per message
+//! into each socket's write buffer). So [`Takeover`] is a
+//! [`gate::FastPath`]: the gate parses each request head once and shows it
+//! here; a plain HTTP/1.1 `GET /` or `GET /topics/…`, or the same with a
+//! valid WebSocket upgrade, is claimed, the subscription opened, the head
+//! answered here (`200` and a chunked body, or `101`), and then batches
+//! are written straight to the socket, one `write` per wake-up, by a task
+//! that owns the socket: chunks of the shared encodings, or one text frame
+//! per message (`transport/websocket.rs`). Anything else (publishes, the
+//! API, HTTP/1.0, HTTP/2, TLS, an upgrade asking for another `?format=`)
+//! goes on to hyper and the router, where the same subscription logic runs
+//! as a streaming body or through tungstenite (`server.rs::run_websocket`).
 //!
 //! Both paths share `server::start_subscriber` (validation, auth, limits,
-//! history), `Subscriber::next_event` (batches, lag, shutdown) and
+//! history), `Subscriber::next_event` (batches, lag, shutdown),
+//! `subscriber::websocket_close` (how a WebSocket ends) and
 //! `HubError::to_bytes` / `into_response` (one rendering of an error), so
-//! they answer the same bytes; the tests run against both.
+//! they answer the same; the tests run against both.
+//!
+//! A WebSocket client must wait for the `101` before it sends frames (RFC
+//! 6455 §4.1): bytes that arrived with the handshake are not read here.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use bytes::{BufMut, BytesMut};
 use gate::write::{chunk, LAST_CHUNK};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::hub::Hub;
-use crate::server::{start_subscriber, DEFAULT_TOPIC};
-use crate::subscriber::{heartbeat, lagged_notice, shutdown_notice, Event, Subscriber};
+use crate::server::{choose_format, start_subscriber, DEFAULT_TOPIC};
+use crate::subscriber::{
+    heartbeat, lagged_notice, shutdown_notice, websocket_close, Event, Subscriber,
+};
+use crate::transport::websocket::{self as ws, Flow};
+use crate::transport::Format;
 
 /// Hands streaming subscriptions their own socket. Cheap to clone.
 #[derive(Clone)]
@@ -58,6 +72,8 @@ struct Request {
     spec: String,
     query: HashMap<String, String>,
     headers: HeaderMap,
+    /// `Sec-WebSocket-Key` of a WebSocket upgrade; `None` for a stream.
+    websocket: Option<String>,
 }
 
 impl Takeover {
@@ -100,8 +116,10 @@ impl Takeover {
     async fn take(self, mut conn: gate::Conn, request: Request) -> gate::Next {
         let peer = conn.peer();
         // The router checks `Host` and `Origin` in a middleware; this path
-        // bypasses the router, so it checks them here.
+        // bypasses the router, so it checks them here (for an upgrade,
+        // `Origin` too: the headers carry the `Upgrade`).
         let config = self.hub.config();
+        let format = request.websocket.as_ref().map(|_| Format::WebSocket);
         let started = match crate::origin::check(
             &config.allowed_hosts,
             &config.cors_origins,
@@ -109,11 +127,18 @@ impl Takeover {
             &request.headers,
         ) {
             Ok(()) => {
-                start_subscriber(&self.hub, &request.spec, &request.query, &request.headers).await
+                start_subscriber(
+                    &self.hub,
+                    &request.spec,
+                    &request.query,
+                    &request.headers,
+                    format,
+                )
+                .await
             }
             Err(err) => Err(err),
         };
-        drop(request);
+        let Request { websocket, .. } = request;
         let sub = match started {
             Ok(sub) => sub,
             Err(err) => {
@@ -124,38 +149,56 @@ impl Takeover {
             }
         };
         let (stream, held) = conn.into_parts();
+        match websocket {
+            None => self.spawn(stream, held, sub, Chunked),
+            Some(key) => {
+                let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+                self.spawn(stream, held, sub, WebSocket::new(accept))
+            }
+        }
+        gate::Next::Done
+    }
+
+    /// Runs `wire` on `stream` in a task of its own, on the delivery
+    /// threads if there are some.
+    fn spawn<W: Wire>(&self, stream: TcpStream, held: gate::Held, sub: Subscriber, wire: W) {
         match self.delivery.as_ref().and_then(|d| d.0.as_ref()) {
             None => {
                 tokio::spawn(async move {
-                    run(stream, sub).await;
+                    serve(stream, sub, wire).await;
                     drop(held);
                 });
             }
             Some(rt) => {
                 // Move the socket to the delivery threads' reactor.
                 let Ok(std) = stream.into_std() else {
-                    return gate::Next::Done;
+                    return;
                 };
                 rt.spawn(async move {
                     if let Ok(stream) = TcpStream::from_std(std) {
-                        run(stream, sub).await;
+                        serve(stream, sub, wire).await;
                     }
                     drop(held);
                 });
             }
         }
-        gate::Next::Done
     }
 }
 
 impl gate::FastPath for Takeover {
-    /// Claims a plain HTTP/1.1 `GET /` or `GET /topics/…` (not a
-    /// WebSocket upgrade); everything else goes on to hyper, where the same
-    /// subscription logic runs as a streaming body.
+    /// Claims a plain HTTP/1.1 `GET /` or `GET /topics/…`, or the same
+    /// with a valid WebSocket upgrade ([`websocket_key`]) that asks for no
+    /// other `?format=`; everything else goes on to hyper, where the same
+    /// subscription logic runs as a streaming body or a WebSocket.
     fn claim(&self, head: &gate::Head<'_>, _peer: SocketAddr) -> Option<gate::Answer> {
-        if head.method != "GET" || !head.is_simple() {
+        if head.method != "GET" || !head.is_http11() || head.has_body() {
             return None;
         }
+        let websocket = if head.is_upgrade() {
+            Some(websocket_key(head)?)
+        } else {
+            None
+        };
         let spec = if head.path == "/" {
             DEFAULT_TOPIC.to_string()
         } else {
@@ -174,74 +217,100 @@ impl gate::FastPath for Takeover {
             })
             .unwrap_or_default();
         let headers = head.header_map()?;
+        // `?format=` wins over the upgrade (`Format::choose`): an upgrade
+        // asking for another format (or an unknown one) is hyper's to
+        // answer, as it always was.
+        if websocket.is_some() && choose_format(&query, &headers) != Ok(Format::WebSocket) {
+            return None;
+        }
         let takeover = self.clone();
         let request = Request {
             spec,
             query,
             headers,
+            websocket,
         };
         Some(Box::new(move |conn| Box::pin(takeover.take(conn, request))))
     }
 }
 
-/// Writes the response head, then every batch as one chunk in one write.
-async fn run(mut stream: TcpStream, mut sub: Subscriber) {
-    let format = sub.format();
-    let mut buf = BytesMut::with_capacity(512);
-    gate::write::Head::new(&mut buf, axum::http::StatusCode::OK)
-        .header("content-type", format.content_type())
-        .header("cache-control", "no-cache")
-        .header("x-accel-buffering", "no")
-        .header("transfer-encoding", "chunked")
-        .header("connection", "close")
-        .end();
-    if format.is_sse() {
-        chunk(&mut buf, |b| b.put_slice(crate::transport::sse::PREAMBLE));
+/// The `Sec-WebSocket-Key` of a WebSocket upgrade this path answers:
+/// `Upgrade: websocket`, `Connection` naming `upgrade`,
+/// `Sec-WebSocket-Version: 13`, and a key that is 16 bytes in base64. Any
+/// other upgrade is left to hyper (and axum's answers for bad handshakes).
+fn websocket_key(head: &gate::Head<'_>) -> Option<String> {
+    let is = |name: &str, value: &str| {
+        head.header(name)
+            .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(value.as_bytes()))
+    };
+    let upgrade_token = head.header("connection").is_some_and(|v| {
+        v.split(|&b| b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"upgrade"))
+    });
+    if !is("upgrade", "websocket") || !upgrade_token || !is("sec-websocket-version", "13") {
+        return None;
     }
-    if let Some(notices) = sub.take_notices() {
-        chunk(&mut buf, |b| b.put_slice(&notices));
+    let key = head.header("sec-websocket-key")?.trim_ascii();
+    let base64 = |b: &u8| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/';
+    (key.len() == 24 && key[..22].iter().all(base64) && key.ends_with(b"=="))
+        .then(|| String::from_utf8_lossy(key).into_owned())
+}
+
+/// How a direct subscriber's events become bytes on its socket; the event
+/// loop around it ([`serve`]) is the same for every transport.
+trait Wire: Send + 'static {
+    /// What is written first: the response head and anything before the
+    /// first event (SSE's preamble, gap notices).
+    fn open(&mut self, sub: &mut Subscriber, buf: &mut BytesMut);
+    /// Appends one event's bytes (nothing for a raw heartbeat); `true` when
+    /// they are the last.
+    fn event(&mut self, sub: &mut Subscriber, event: Event, buf: &mut BytesMut) -> bool;
+    /// Bytes the client sent: replies go to `buf`; `true` to end once they
+    /// are written.
+    fn incoming(&mut self, data: &[u8], buf: &mut BytesMut) -> bool;
+}
+
+/// Raw, SSE and NDJSON: a chunked `200`, each batch one chunk.
+struct Chunked;
+
+impl Wire for Chunked {
+    fn open(&mut self, sub: &mut Subscriber, buf: &mut BytesMut) {
+        let format = sub.format();
+        gate::write::Head::new(buf, StatusCode::OK)
+            .header("content-type", format.content_type())
+            .header("cache-control", "no-cache")
+            .header("x-accel-buffering", "no")
+            .header("transfer-encoding", "chunked")
+            .header("connection", "close")
+            .end();
+        if format.is_sse() {
+            chunk(buf, |b| b.put_slice(crate::transport::sse::PREAMBLE));
+        }
+        if let Some(notices) = sub.take_notices() {
+            chunk(buf, |b| b.put_slice(&notices));
+        }
     }
-    if stream.write_all(&buf).await.is_err() {
-        return;
-    }
-    let write_timeout = sub.write_timeout();
-    let (mut rd, mut wr) = stream.split();
-    let mut scratch = [0u8; 256];
-    loop {
-        // A fresh buffer per write (one allocation per batch): an idle
-        // subscriber then holds no buffer at all, which is what keeps
-        // 10,000 of them small.
-        buf = BytesMut::new();
-        let event = tokio::select! {
-            event = sub.next_event() => event,
-            // The client has nothing to send; EOF or an error means it left.
-            read = rd.read(&mut scratch) => match read {
-                Ok(0) | Err(_) => return,
-                Ok(_) => continue,
-            },
-        };
+
+    fn event(&mut self, sub: &mut Subscriber, event: Event, buf: &mut BytesMut) -> bool {
+        let format = sub.format();
         let last = match event {
             Event::Batch => {
-                chunk(&mut buf, |b| sub.fill_frame(b));
+                chunk(buf, |b| sub.fill_frame(b));
                 false
             }
             Event::Heartbeat => {
-                let hb = heartbeat(format);
-                if hb.is_empty() {
-                    continue;
-                }
-                chunk(&mut buf, |b| b.put_slice(&hb));
+                chunk(buf, |b| b.put_slice(&heartbeat(format)));
                 false
             }
             Event::Lagged(lag) => {
                 if let Some(n) = lagged_notice(format, lag) {
-                    chunk(&mut buf, |b| b.put_slice(&n));
+                    chunk(buf, |b| b.put_slice(&n));
                 }
                 true
             }
             Event::Shutdown => {
                 if let Some(n) = shutdown_notice(format, sub.retry_ms()) {
-                    chunk(&mut buf, |b| b.put_slice(&n));
+                    chunk(buf, |b| b.put_slice(&n));
                 }
                 true
             }
@@ -249,6 +318,107 @@ async fn run(mut stream: TcpStream, mut sub: Subscriber) {
         };
         if last {
             buf.put_slice(LAST_CHUNK);
+        }
+        last
+    }
+
+    /// The client has nothing to send: whatever comes is dropped.
+    fn incoming(&mut self, _data: &[u8], _buf: &mut BytesMut) -> bool {
+        false
+    }
+}
+
+/// A WebSocket after its `101`: a text frame per message, a ping per
+/// heartbeat, a close at the end, and the client's frames read by
+/// [`ws::Reader`].
+struct WebSocket {
+    /// `Sec-WebSocket-Accept`, until the `101` is written.
+    accept: String,
+    reader: ws::Reader,
+}
+
+impl WebSocket {
+    fn new(accept: String) -> WebSocket {
+        WebSocket {
+            accept,
+            reader: ws::Reader::default(),
+        }
+    }
+}
+
+impl Wire for WebSocket {
+    fn open(&mut self, sub: &mut Subscriber, buf: &mut BytesMut) {
+        let accept = std::mem::take(&mut self.accept);
+        gate::write::Head::new(buf, StatusCode::SWITCHING_PROTOCOLS)
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-accept", accept)
+            .end();
+        // Gap notices: one text frame per record, as through hyper.
+        if let Some(notices) = sub.take_notices() {
+            for line in notices.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                ws::put_text(buf, line);
+            }
+        }
+    }
+
+    fn event(&mut self, sub: &mut Subscriber, event: Event, buf: &mut BytesMut) -> bool {
+        match event {
+            Event::Batch => {
+                // The shared NDJSON bytes without their `\n`, each behind
+                // a frame header: one copy per message into this write.
+                sub.fill_with(buf, ws::HEADER_MAX, |buf, json| {
+                    ws::put_text(buf, json.strip_suffix(b"\n").unwrap_or(json));
+                });
+                false
+            }
+            Event::Heartbeat => {
+                buf.put_slice(ws::PING);
+                false
+            }
+            ending => {
+                if let Some((code, reason)) = websocket_close(&ending) {
+                    ws::put_close(buf, code, &reason);
+                }
+                true
+            }
+        }
+    }
+
+    fn incoming(&mut self, data: &[u8], buf: &mut BytesMut) -> bool {
+        self.reader.feed(data, buf) == Flow::End
+    }
+}
+
+/// The event loop of a direct subscriber: writes what `wire` opens with,
+/// then each event's bytes in one write (a fresh buffer each time), and
+/// answers what the client sends, until the last bytes, the client leaving,
+/// or a write blocked past `--write-timeout`.
+async fn serve(mut stream: TcpStream, mut sub: Subscriber, mut wire: impl Wire) {
+    let write_timeout = sub.write_timeout();
+    let mut buf = BytesMut::with_capacity(512);
+    wire.open(&mut sub, &mut buf);
+    let opened = tokio::time::timeout(write_timeout, stream.write_all(&buf)).await;
+    if !matches!(opened, Ok(Ok(()))) {
+        return;
+    }
+    let (mut rd, mut wr) = stream.split();
+    let mut scratch = [0u8; 256];
+    loop {
+        // A fresh buffer per write (one allocation per batch): an idle
+        // subscriber then holds no buffer at all, which is what keeps
+        // 10,000 of them small.
+        buf = BytesMut::new();
+        let last = tokio::select! {
+            event = sub.next_event() => wire.event(&mut sub, event, &mut buf),
+            // EOF or an error means the client left.
+            read = rd.read(&mut scratch) => match read {
+                Ok(0) | Err(_) => return,
+                Ok(n) => wire.incoming(&scratch[..n], &mut buf),
+            },
+        };
+        if buf.is_empty() && !last {
+            continue;
         }
         // A client that stops reading fills its socket buffer and then
         // blocks this write: past `--write-timeout` it is dropped, and so

@@ -14,7 +14,8 @@
 //!   request (pattern against pattern) for `auth.rs`.
 //! - `topic.rs`: live delivery in this process: per-topic rings of shared
 //!   messages, subscriber cursors, pattern subscriptions, lag detection.
-//! - `transport/`: raw, SSE, NDJSON and WebSocket encodings.
+//! - `transport/`: raw, SSE, NDJSON and WebSocket encodings, and the
+//!   WebSocket framing of the direct path.
 //! - `subscriber.rs`: one subscriber's life (history, batches, heartbeats,
 //!   lag, shutdown), shared by every transport.
 //! - `budget.rs`: one byte budget for every message held in memory
@@ -22,8 +23,8 @@
 //! - `history.rs`: a resuming subscriber's history, read a page at a
 //!   time in id order across its topics.
 //! - `hub.rs`: `Hub` (config, publish, open a subscription with history).
-//! - `direct.rs`: streaming subscribers that own their socket (the fast
-//!   path `coop serve` offers each new connection first).
+//! - `direct.rs`: streaming and WebSocket subscribers that own their
+//!   socket (the fast path `coop serve` offers each new connection first).
 //! - `origin.rs`: `Host` and `Origin` checks (DNS rebinding, cross-site
 //!   publishes and WebSockets).
 //! - `server.rs`: the HTTP routes; `auth.rs` (JWT), `limit.rs` (publish rate

@@ -174,12 +174,15 @@ async fn subscribe_topics(
 /// Validates a subscription request (spec, token, format, resume point),
 /// takes a subscriber slot and opens it with its history: everything up to
 /// the first byte of the response, shared by hyper-served and direct
-/// (`direct.rs`) subscribers.
+/// (`direct.rs`) subscribers. `format`: the transport, when the caller
+/// already knows it (the direct path's WebSocket upgrades, whose handshake
+/// it checked); otherwise chosen from the request (`Format::choose`).
 pub(crate) async fn start_subscriber(
     hub: &Hub,
     spec: &str,
     params: &HashMap<String, String>,
     headers: &HeaderMap,
+    format: Option<Format>,
 ) -> Result<Subscriber, HubError> {
     let spec = Spec::parse(spec).map_err(HubError::BadRequest)?;
     let max = hub.config().max_subscription_topics;
@@ -198,13 +201,10 @@ pub(crate) async fn start_subscriber(
             .check_subscribe_within(part, &mut budget)
             .map_err(HubError::Forbidden)?;
     }
-    let upgrade = headers
-        .get(header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
-    let format = Format::choose(params.get("format").map(String::as_str), upgrade, accept)
-        .map_err(HubError::BadRequest)?;
+    let format = match format {
+        Some(format) => format,
+        None => choose_format(params, headers).map_err(HubError::BadRequest)?,
+    };
     let since = resume_point(headers, params).map_err(HubError::BadRequest)?;
     if hub.shutdown().is_cancelled() {
         return Err(HubError::Unavailable("hub is shutting down".into()));
@@ -212,6 +212,20 @@ pub(crate) async fn start_subscriber(
     let slot = hub.take_slot()?;
     let opened = hub.open(&spec, since, slot).await?;
     Ok(Subscriber::new(hub.clone(), format, opened))
+}
+
+/// The transport a subscription request asks for (`Format::choose`:
+/// `?format=`, then a WebSocket upgrade, then `Accept`).
+pub(crate) fn choose_format(
+    params: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Result<Format, String> {
+    let upgrade = headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    Format::choose(params.get("format").map(String::as_str), upgrade, accept)
 }
 
 /// Where a subscription starts: `Last-Event-ID` (wins; an empty one is
@@ -239,7 +253,7 @@ async fn subscribe(
     params: HashMap<String, String>,
     mut parts: Parts,
 ) -> Result<Response, HubError> {
-    let sub = start_subscriber(&hub, spec, &params, &parts.headers).await?;
+    let sub = start_subscriber(&hub, spec, &params, &parts.headers, None).await?;
     let format = sub.format();
     if format == Format::WebSocket {
         let ws = WebSocketUpgrade::from_request_parts(&mut parts, &())
@@ -268,9 +282,13 @@ async fn subscribe(
 /// Largest WebSocket frame or message a subscriber may send, in bytes.
 pub const WS_MAX_INCOMING: usize = 4096;
 
-/// Drives a WebSocket subscriber: each batch is fed as text frames (the
+/// Drives a WebSocket subscriber through hyper and tungstenite (TLS, and
+/// hubs without the direct path): each batch is fed as text frames (the
 /// NDJSON objects) and flushed once; pings while idle; a close frame at the
-/// end (1001 at shutdown, 1008 when lagged with the last id in the reason).
+/// end (`subscriber::websocket_close`: 1001 at shutdown, 1008 when lagged
+/// with the last id in the reason). What a client sends is read as
+/// `direct.rs` reads it: pings answered, a close answered and the end,
+/// 1009 past [`WS_MAX_INCOMING`], 1002 for broken framing.
 async fn run_websocket(socket: WebSocket, mut sub: Subscriber) {
     let (mut tx, mut rx) = socket.split();
     if let Some(notices) = sub.take_notices() {
@@ -285,91 +303,86 @@ async fn run_websocket(socket: WebSocket, mut sub: Subscriber) {
     }
     let enc = sub.format().encoding();
     let write_timeout = sub.write_timeout();
+    let close = |(code, reason): (u16, String)| {
+        WsMessage::Close(Some(CloseFrame {
+            code,
+            reason: Utf8Bytes::from(reason),
+        }))
+    };
     loop {
         let event = tokio::select! {
             event = sub.next_event() => event,
             incoming = rx.next() => match incoming {
                 // Clients have nothing to say; pings are answered by the
-                // library; a close or an error ends the subscription, and
-                // a frame past `WS_MAX_INCOMING` says why (1009).
+                // library. A frame past `WS_MAX_INCOMING` or broken framing
+                // is told why (1009, 1002); a close is answered (the
+                // library queued the reply: flushed here) and ends it.
                 Some(Err(e)) => {
-                    if is_too_big(&e) {
-                        let close = CloseFrame {
-                            code: 1009,
-                            reason: Utf8Bytes::from(format!(
-                                "message too big: a subscriber sends at most {WS_MAX_INCOMING} bytes"
-                            )),
-                        };
-                        let _ = tx.send(WsMessage::Close(Some(close))).await;
+                    if let Some(why) = refusal(&e) {
+                        let _ = tokio::time::timeout(write_timeout, tx.send(close(why))).await;
                     }
                     return;
                 }
-                Some(Ok(WsMessage::Close(_))) | None => return,
+                Some(Ok(WsMessage::Close(_))) => {
+                    let _ = tokio::time::timeout(write_timeout, tx.flush()).await;
+                    return;
+                }
+                None => return,
                 Some(Ok(_)) => continue,
             },
         };
-        let close = match event {
-            Event::Batch => {
-                let n = sub.pending().len();
-                let frames: Vec<Utf8Bytes> = sub
-                    .pending()
-                    .iter()
-                    .filter_map(|m| {
-                        let b = m.encoded(enc);
-                        Utf8Bytes::try_from(b.slice(..b.len().saturating_sub(1))).ok()
-                    })
-                    .collect();
-                // A client that stops reading blocks the flush: past
-                // `--write-timeout` it is dropped with what it held.
-                let sent = tokio::time::timeout(write_timeout, async {
-                    for text in frames {
-                        tx.feed(WsMessage::Text(text)).await?;
-                    }
-                    tx.flush().await
-                })
-                .await;
-                if !matches!(sent, Ok(Ok(()))) {
-                    return;
-                }
-                sub.mark_sent(n);
-                continue;
+        if let Event::Heartbeat = event {
+            let ping = tx.send(WsMessage::Ping(Bytes::new()));
+            if !matches!(tokio::time::timeout(write_timeout, ping).await, Ok(Ok(()))) {
+                return;
             }
-            Event::Heartbeat => {
-                let ping = tx.send(WsMessage::Ping(Bytes::new()));
-                if !matches!(tokio::time::timeout(write_timeout, ping).await, Ok(Ok(()))) {
-                    return;
-                }
-                continue;
+            continue;
+        }
+        if let Some(why) = crate::subscriber::websocket_close(&event) {
+            let _ = tokio::time::timeout(write_timeout, tx.send(close(why))).await;
+            return;
+        }
+        let n = sub.pending().len();
+        let frames: Vec<Utf8Bytes> = sub
+            .pending()
+            .iter()
+            .filter_map(|m| {
+                let b = m.encoded(enc);
+                Utf8Bytes::try_from(b.slice(..b.len().saturating_sub(1))).ok()
+            })
+            .collect();
+        // A client that stops reading blocks the flush: past
+        // `--write-timeout` it is dropped with what it held.
+        let sent = tokio::time::timeout(write_timeout, async {
+            for text in frames {
+                tx.feed(WsMessage::Text(text)).await?;
             }
-            Event::Lagged(lag) => {
-                let last = lag.last_id.map_or("none".to_string(), |i| i.to_string());
-                CloseFrame {
-                    code: 1008,
-                    reason: Utf8Bytes::from(format!("lagged; last id {last}")),
-                }
-            }
-            Event::Shutdown => CloseFrame {
-                code: 1001,
-                reason: Utf8Bytes::from_static("hub shutting down"),
-            },
-            Event::Idle => CloseFrame {
-                code: 1000,
-                reason: Utf8Bytes::from_static("idle timeout"),
-            },
-        };
-        let _ = tokio::time::timeout(write_timeout, tx.send(WsMessage::Close(Some(close)))).await;
-        return;
+            tx.flush().await
+        })
+        .await;
+        if !matches!(sent, Ok(Ok(()))) {
+            return;
+        }
+        sub.mark_sent(n);
     }
 }
 
-/// Was this WebSocket read error a frame or message past the limits?
-fn is_too_big(e: &axum::Error) -> bool {
+/// The close a WebSocket read error deserves: 1009 for a frame or message
+/// past the limits, 1002 for broken framing; `None` when the connection
+/// itself failed.
+fn refusal(e: &axum::Error) -> Option<(u16, String)> {
+    use crate::transport::websocket::{too_big_reason, CLOSE_PROTOCOL, CLOSE_TOO_BIG};
     use std::error::Error as _;
-    matches!(
-        e.source()
-            .and_then(|s| s.downcast_ref::<tungstenite::Error>()),
-        Some(tungstenite::Error::Capacity(_))
-    )
+    match e
+        .source()
+        .and_then(|s| s.downcast_ref::<tungstenite::Error>())
+    {
+        Some(tungstenite::Error::Capacity(_)) => Some((CLOSE_TOO_BIG, too_big_reason())),
+        Some(tungstenite::Error::Protocol(p)) => {
+            Some((CLOSE_PROTOCOL, format!("protocol error: {p}")))
+        }
+        _ => None,
+    }
 }
 
 async fn publish_default(State(hub): State<Hub>, Query(params): Params, req: Request) -> Response {

@@ -11,8 +11,8 @@
 //! [`Subscriber::into_body`]: a batch becomes one buffer of at most
 //! [`FRAME_BYTES`] (the pre-encoded, shared bytes of each message,
 //! concatenated), so hyper makes one write per wake-up rather than one per
-//! message. WebSocket turns a batch into frames fed to the socket and
-//! flushed once (`server.rs`).
+//! message. WebSocket turns a batch into one text frame per message,
+//! written at once (`direct.rs`, or through tungstenite in `server.rs`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -246,10 +246,23 @@ impl Subscriber {
     /// Appends pending messages' shared encodings to `buf`, up to
     /// `FRAME_BYTES` (at least one message), and marks them sent.
     pub(crate) fn fill_frame(&mut self, buf: &mut BytesMut) {
+        self.fill_with(buf, 0, |buf, encoded| buf.extend_from_slice(encoded));
+    }
+
+    /// Appends pending messages to `buf` through `put` (given each one's
+    /// shared encoding, to which it adds at most `overhead` bytes of
+    /// framing), up to `FRAME_BYTES` (at least one message), and marks
+    /// them sent. One reservation for the whole batch.
+    pub(crate) fn fill_with(
+        &mut self,
+        buf: &mut BytesMut,
+        overhead: usize,
+        mut put: impl FnMut(&mut BytesMut, &Bytes),
+    ) {
         let enc = self.format.encoding();
         let mut want = 0;
         for m in self.pending() {
-            want += m.encoded(enc).len();
+            want += m.encoded(enc).len() + overhead;
             if want >= FRAME_BYTES {
                 break;
             }
@@ -259,10 +272,10 @@ impl Subscriber {
         let start = buf.len();
         for m in self.pending() {
             let b = m.encoded(enc);
-            if n > 0 && buf.len() - start + b.len() > FRAME_BYTES {
+            if n > 0 && buf.len() - start + b.len() + overhead > FRAME_BYTES {
                 break;
             }
-            buf.extend_from_slice(b);
+            put(buf, b);
             n += 1;
         }
         self.mark_sent(n);
@@ -343,6 +356,30 @@ pub(crate) fn shutdown_notice(format: Format, retry_ms: u64) -> Option<Bytes> {
         ))),
         Format::Ndjson => Some(ndjson::control(&json)),
         _ => None,
+    }
+}
+
+/// How a WebSocket subscriber's stream ends at `event` (close code and
+/// reason), where the other transports send their last words: 1008 with
+/// the last id sent when lagged, 1001 at shutdown, 1000 when idle. `None`
+/// for events that do not end it. Both WebSocket paths (`server.rs`
+/// through hyper, `direct.rs` on the socket) close with these.
+pub(crate) fn websocket_close(event: &Event) -> Option<(u16, String)> {
+    match event {
+        Event::Batch | Event::Heartbeat => None,
+        Event::Lagged(lag) => {
+            tracing::debug!(last_id = ?lag.last_id, "slow subscriber disconnected");
+            let last = lag.last_id.map_or("none".to_string(), |i| i.to_string());
+            Some((
+                crate::transport::websocket::CLOSE_POLICY,
+                format!("lagged; last id {last}"),
+            ))
+        }
+        Event::Shutdown => Some((
+            crate::transport::websocket::CLOSE_AWAY,
+            "hub shutting down".into(),
+        )),
+        Event::Idle => Some((1000, "idle timeout".into())),
     }
 }
 

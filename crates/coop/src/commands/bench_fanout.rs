@@ -11,7 +11,8 @@ use bench::summary::ms;
 
 /// Flags of `coop bench fanout`.
 ///
-/// Opens N streaming subscribers (`GET URL`, lines `message\r\n`), waits
+/// Opens N streaming subscribers (`GET URL`, lines `message\r\n`; with
+/// `--ws`, WebSocket subscribers reading text frames), waits
 /// until all are registered (priming messages), publishes M messages that
 /// carry a sequence number and a send timestamp, and reports loss,
 /// duplicates, deliveries per second and publish-to-delivery latency. Works
@@ -69,6 +70,11 @@ pub struct FanoutArgs {
     /// separate; several are summed, e.g. nginx master and workers).
     #[arg(long, value_delimiter = ',')]
     pub server_pid: Vec<u32>,
+    /// Subscribe over WebSocket: each subscriber upgrades `--url` and reads
+    /// text frames (coop's NDJSON records, or the bare messages nchan's
+    /// `nchan_subscriber websocket` sends). Publishing is unchanged.
+    #[arg(long)]
+    pub ws: bool,
     /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -97,6 +103,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<ExitCode> {
         settle: args.settle,
         idle_timeout: args.idle_timeout,
         server_pids: args.server_pid,
+        websocket: args.ws,
     };
     let report = bench::fanout::run(cfg)
         .await
@@ -115,8 +122,8 @@ fn print_text(r: &FanoutReport) {
         None => "closed loop".to_string(),
     };
     println!(
-        "fanout {}: {} subscribers, {} messages of {} B, {} publisher(s) {}",
-        r.url, r.subscribers, r.messages, r.size, r.publishers, mode
+        "fanout {} ({}): {} subscribers, {} messages of {} B, {} publisher(s) {}",
+        r.url, r.transport, r.subscribers, r.messages, r.size, r.publishers, mode
     );
     println!("  connected+primed in {:.2} s", r.connect_secs);
     println!(

@@ -12,22 +12,31 @@ use crate::support::{subscribers, wait_subscribers, wait_until, Server};
 #[test]
 fn a_subscriber_that_stops_reading_is_dropped_after_the_write_timeout() {
     // HTTP/1.1: the hub's fast path writes to the socket itself.
-    stalled_subscriber_is_dropped("HTTP/1.1");
+    stalled_subscriber_is_dropped("GET /topics/t HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n");
 }
 
 #[test]
 fn a_subscriber_through_hyper_that_stops_reading_is_dropped_too() {
     // HTTP/1.0 is served by hyper (a close-delimited stream): the gate's
     // write timeout on hyper's connections drops it.
-    stalled_subscriber_is_dropped("HTTP/1.0");
+    stalled_subscriber_is_dropped("GET /topics/t HTTP/1.0\r\nhost: 127.0.0.1\r\n\r\n");
 }
 
-fn stalled_subscriber_is_dropped(version: &str) {
+#[test]
+fn a_websocket_subscriber_that_stops_reading_is_dropped_too() {
+    // The upgrade is answered by the fast path, which then writes frames
+    // to the socket itself: a blocked write ends it as for a stream.
+    stalled_subscriber_is_dropped(
+        "GET /topics/t HTTP/1.1\r\nhost: 127.0.0.1\r\nupgrade: websocket\r\n\
+         connection: upgrade\r\nsec-websocket-version: 13\r\n\
+         sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    );
+}
+
+fn stalled_subscriber_is_dropped(request: &str) {
     let server = Server::start(&["--delay", "0s", "--write-timeout", "1s"]);
     let mut stalled = TcpStream::connect(server.addr).unwrap();
-    stalled
-        .write_all(format!("GET /topics/t {version}\r\nhost: 127.0.0.1\r\n\r\n").as_bytes())
-        .unwrap();
+    stalled.write_all(request.as_bytes()).unwrap();
     wait_subscribers(&server.url(""), 1);
     // Publish until the kernel buffers are full and a write blocks; then
     // the hub must let go of it within the timeout (plus wide slack).

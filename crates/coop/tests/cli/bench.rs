@@ -33,6 +33,20 @@ fn hold_and_fanout_pass_against_coop_serve_and_report_json() {
         serde_json::from_slice(&out.stdout).expect("fanout prints JSON");
     assert_eq!(report["expected"], 100, "{report}");
     assert_eq!(report["lost"], 0, "{report}");
+
+    // The same over WebSocket: the subscribers upgrade and read frames.
+    let out = coop()
+        .args(["bench", "fanout", "--url", &server.url("/topics/bench")])
+        .args(["-n", "5", "-m", "20", "--ws", "--json"])
+        .output()
+        .expect("run coop bench fanout --ws");
+    assert!(out.status.success(), "fanout --ws failed: {out:?}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("fanout prints JSON");
+    assert_eq!(report["transport"], "websocket", "{report}");
+    assert_eq!(report["expected"], 100, "{report}");
+    assert_eq!(report["lost"], 0, "{report}");
+    assert_eq!(report["duplicates"], 0, "{report}");
 }
 
 #[test]

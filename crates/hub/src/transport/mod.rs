@@ -23,6 +23,7 @@
 pub mod ndjson;
 pub mod raw;
 pub mod sse;
+pub mod websocket;
 
 use bytes::{BufMut, Bytes, BytesMut};
 

@@ -152,7 +152,21 @@ async fn topics_named_by_subscriptions_count_toward_max_topics_and_per_subscript
 
 #[tokio::test]
 async fn a_websocket_subscriber_sending_too_much_is_closed_with_1009() {
-    let hub = TestHub::start(Config::default()).await;
+    a_websocket_subscriber_sending_too_much_is_closed_with_1009_on(
+        TestHub::start(Config::default()).await,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_websocket_subscriber_sending_too_much_is_closed_with_1009_via_hyper() {
+    a_websocket_subscriber_sending_too_much_is_closed_with_1009_on(
+        TestHub::start_via_hyper(Config::default()).await,
+    )
+    .await;
+}
+
+async fn a_websocket_subscriber_sending_too_much_is_closed_with_1009_on(hub: TestHub) {
     let url = format!("ws://{}/topics/t", hub.addr);
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
     hub.wait_subscribers(1).await;
@@ -177,7 +191,19 @@ async fn a_websocket_subscriber_sending_too_much_is_closed_with_1009() {
 
 #[tokio::test]
 async fn unfinished_websocket_fragments_are_bounded_too() {
-    let hub = TestHub::start(Config::default()).await;
+    unfinished_websocket_fragments_are_bounded_too_on(TestHub::start(Config::default()).await)
+        .await;
+}
+
+#[tokio::test]
+async fn unfinished_websocket_fragments_are_bounded_too_via_hyper() {
+    unfinished_websocket_fragments_are_bounded_too_on(
+        TestHub::start_via_hyper(Config::default()).await,
+    )
+    .await;
+}
+
+async fn unfinished_websocket_fragments_are_bounded_too_on(hub: TestHub) {
     let mut s = tokio::net::TcpStream::connect(hub.addr).await.unwrap();
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     s.write_all(

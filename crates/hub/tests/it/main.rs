@@ -12,3 +12,4 @@ mod resume;
 mod slow;
 mod talk;
 mod transports;
+mod websocket;

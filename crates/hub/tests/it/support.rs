@@ -442,3 +442,180 @@ impl Drop for RedisServer {
         self.kill();
     }
 }
+
+/// A WebSocket client on a raw socket, for what a library client will not
+/// send (unmasked frames, reserved bits, fragments of our choosing) and to
+/// see each frame the hub writes.
+pub struct RawWs {
+    pub stream: tokio::net::TcpStream,
+    /// Bytes read and not yet parsed into frames.
+    buf: Vec<u8>,
+}
+
+/// A frame the hub sent: opcode and payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub opcode: u8,
+    pub payload: Vec<u8>,
+}
+
+impl Frame {
+    /// The code of a close frame.
+    pub fn close_code(&self) -> u16 {
+        assert_eq!(self.opcode, 0x8, "not a close frame: {self:?}");
+        u16::from_be_bytes([self.payload[0], self.payload[1]])
+    }
+
+    /// The reason of a close frame, or the text of a text frame.
+    pub fn text(&self) -> String {
+        let text = if self.opcode == 0x8 {
+            &self.payload[2..]
+        } else {
+            &self.payload[..]
+        };
+        String::from_utf8(text.to_vec()).unwrap()
+    }
+}
+
+/// A WebSocket upgrade request for `path`.
+pub fn ws_request(path: &str, extra: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\
+         sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra}\r\n"
+    )
+}
+
+impl RawWs {
+    /// Connects and upgrades `path`, checking the `101` and its accept key.
+    pub async fn connect(addr: SocketAddr, path: &str) -> RawWs {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        RawWs::upgrade(stream, path).await
+    }
+
+    /// Upgrades `path` on `stream`.
+    pub async fn upgrade(mut stream: tokio::net::TcpStream, path: &str) -> RawWs {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        stream
+            .write_all(ws_request(path, "").as_bytes())
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        let end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let mut chunk = [0u8; 1024];
+            let n = tokio::time::timeout(WAIT, stream.read(&mut chunk))
+                .await
+                .expect("a handshake answer")
+                .unwrap();
+            assert!(n > 0, "closed before the handshake answer");
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+        assert!(head.starts_with("http/1.1 101 "), "{head}");
+        // The accept key of RFC 6455's example key.
+        assert!(
+            head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo=\r\n"),
+            "{head}"
+        );
+        buf.drain(..end);
+        RawWs { stream, buf }
+    }
+
+    /// Writes raw bytes.
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        self.stream.write_all(bytes).await.unwrap();
+    }
+
+    /// Writes one masked frame: `first` is the first byte (FIN, RSV,
+    /// opcode).
+    pub async fn send(&mut self, first: u8, payload: &[u8]) {
+        self.send_raw(&client_frame(first, payload, true)).await;
+    }
+
+    /// The next frame the hub sent, or `None` at the end of the stream.
+    pub async fn frame(&mut self) -> Option<Frame> {
+        use tokio::io::AsyncReadExt;
+        loop {
+            if let Some((frame, used)) = parse_server_frame(&self.buf) {
+                self.buf.drain(..used);
+                return Some(frame);
+            }
+            let mut chunk = vec![0u8; 64 * 1024];
+            let n = tokio::time::timeout(WAIT, self.stream.read(&mut chunk))
+                .await
+                .expect("a frame within the wait")
+                .unwrap_or(0);
+            if n == 0 {
+                assert!(self.buf.is_empty(), "a partial frame at the end");
+                return None;
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// The next frame that is not a ping (heartbeat).
+    pub async fn next_non_ping(&mut self) -> Option<Frame> {
+        loop {
+            let f = self.frame().await?;
+            if f.opcode != 0x9 {
+                return Some(f);
+            }
+        }
+    }
+}
+
+/// A client frame, masked or not.
+pub fn client_frame(first: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+    let mask = [0xa1, 0xb2, 0xc3, 0xd4];
+    let bit = if masked { 0x80 } else { 0 };
+    let mut f = vec![first];
+    match payload.len() {
+        n if n < 126 => f.push(bit | n as u8),
+        n if n <= 65535 => {
+            f.push(bit | 126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            f.push(bit | 127);
+            f.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    if masked {
+        f.extend_from_slice(&mask);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    } else {
+        f.extend_from_slice(payload);
+    }
+    f
+}
+
+/// One unmasked, final server frame at the start of `buf` and its length.
+pub fn parse_server_frame(buf: &[u8]) -> Option<(Frame, usize)> {
+    if buf.len() < 2 {
+        return None;
+    }
+    assert_eq!(buf[0] & 0xf0, 0x80, "a final frame without RSV bits");
+    assert_eq!(buf[1] & 0x80, 0, "server frames are not masked");
+    let (len, at) = match buf[1] & 0x7f {
+        126 if buf.len() >= 4 => (u16::from_be_bytes([buf[2], buf[3]]) as usize, 4),
+        127 if buf.len() >= 10 => (
+            u64::from_be_bytes(buf[2..10].try_into().unwrap()) as usize,
+            10,
+        ),
+        126 | 127 => return None,
+        n => (n as usize, 2),
+    };
+    if buf.len() < at + len {
+        return None;
+    }
+    Some((
+        Frame {
+            opcode: buf[0] & 0x0f,
+            payload: buf[at..at + len].to_vec(),
+        },
+        at + len,
+    ))
+}

@@ -126,7 +126,19 @@ async fn raw_sends_line_breaks_as_they_are() {
 
 #[tokio::test]
 async fn websocket_upgrade_on_the_same_url_sends_json_frames() {
-    let hub = TestHub::start(Config::default()).await;
+    websocket_upgrade_on_the_same_url_sends_json_frames_on(TestHub::start(Config::default()).await)
+        .await;
+}
+
+#[tokio::test]
+async fn websocket_upgrade_on_the_same_url_sends_json_frames_via_hyper() {
+    websocket_upgrade_on_the_same_url_sends_json_frames_on(
+        TestHub::start_via_hyper(Config::default()).await,
+    )
+    .await;
+}
+
+async fn websocket_upgrade_on_the_same_url_sends_json_frames_on(hub: TestHub) {
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/topics/news", hub.addr))
         .await
         .unwrap();
