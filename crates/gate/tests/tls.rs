@@ -136,16 +136,18 @@ struct Served {
 /// A server with a fresh identity (its files in the returned directory)
 /// and a short header timeout.
 fn served_with_header_timeout(header_timeout: Duration) -> (tempfile::TempDir, Identity, Served) {
+    served_with(gate::Limits {
+        header_timeout,
+        ..gate::Limits::default()
+    })
+}
+
+/// A server with a fresh identity (its files in the returned directory).
+fn served_with(limits: gate::Limits) -> (tempfile::TempDir, Identity, Served) {
     let dir = tempfile::tempdir().unwrap();
     let id = identity("a");
     let (cert, key) = write_files(dir.path(), &id);
-    let served = Served::start(
-        Tls::from_files(&cert, &key).unwrap(),
-        gate::Limits {
-            header_timeout,
-            ..gate::Limits::default()
-        },
-    );
+    let served = Served::start(Tls::from_files(&cert, &key).unwrap(), limits);
     (dir, id, served)
 }
 
@@ -213,13 +215,7 @@ async fn wait_until(what: &str, mut ready: impl AsyncFnMut() -> bool) {
 
 #[tokio::test]
 async fn http1_over_tls_when_the_client_offers_only_http1() {
-    let dir = tempfile::tempdir().unwrap();
-    let id = identity("a");
-    let (cert, key) = write_files(dir.path(), &id);
-    let served = Served::start(
-        Tls::from_files(&cert, &key).unwrap(),
-        gate::Limits::default(),
-    );
+    let (_dir, id, served) = served_with(gate::Limits::default());
     let client = client(&id.ca).http1_only().build().unwrap();
     let res = client.get(served.url("/hello")).send().await.unwrap();
     assert_eq!(res.version(), reqwest::Version::HTTP_11);
@@ -232,13 +228,7 @@ async fn http1_over_tls_when_the_client_offers_only_http1() {
 
 #[tokio::test]
 async fn http2_is_chosen_by_alpn_and_the_router_sees_the_host() {
-    let dir = tempfile::tempdir().unwrap();
-    let id = identity("a");
-    let (cert, key) = write_files(dir.path(), &id);
-    let served = Served::start(
-        Tls::from_files(&cert, &key).unwrap(),
-        gate::Limits::default(),
-    );
+    let (_dir, id, served) = served_with(gate::Limits::default());
     let client = client(&id.ca).build().unwrap();
     let res = client.get(served.url("/hello")).send().await.unwrap();
     assert_eq!(res.version(), reqwest::Version::HTTP_2, "ALPN chose h2");
@@ -256,13 +246,7 @@ async fn http2_is_chosen_by_alpn_and_the_router_sees_the_host() {
 
 #[tokio::test]
 async fn ten_streams_at_once_share_one_http2_connection() {
-    let dir = tempfile::tempdir().unwrap();
-    let id = identity("a");
-    let (cert, key) = write_files(dir.path(), &id);
-    let served = Served::start(
-        Tls::from_files(&cert, &key).unwrap(),
-        gate::Limits::default(),
-    );
+    let (_dir, id, served) = served_with(gate::Limits::default());
     let client = client(&id.ca).build().unwrap();
     // One request first: the connection every stream then shares.
     let hello = client
@@ -334,13 +318,7 @@ async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
 
 #[tokio::test]
 async fn a_client_that_does_not_speak_tls_is_closed_and_others_are_served() {
-    let dir = tempfile::tempdir().unwrap();
-    let id = identity("a");
-    let (cert, key) = write_files(dir.path(), &id);
-    let served = Served::start(
-        Tls::from_files(&cert, &key).unwrap(),
-        gate::Limits::default(),
-    );
+    let (_dir, id, served) = served_with(gate::Limits::default());
     let plain: [&[u8]; 3] = [
         b"GET /hello HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n",
         b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
