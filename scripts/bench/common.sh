@@ -23,6 +23,7 @@ private_copy() {
   local copy
   copy=$(mktemp /tmp/coop-other-XXXXXX)
   cp "$2" "$copy"
+  chmod 755 "$copy"   # mktemp makes it 0600, and cp keeps that
   COPIES+=("$copy")
   printf -v "$1" '%s' "$copy"
 }
@@ -75,7 +76,15 @@ start_bg() {
   wait_port "$port"
   echo "$pid"
 }
-stop_pid() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+# stop_pid PID: stops a process start_bg started and waits (at most 15 s)
+# until it is gone. start_bg usually runs in a command substitution, so the
+# process is not this shell's child and `wait` alone returns at once.
+stop_pid() {
+  kill "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+  for _ in $(seq 1 150); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+  log "process $1 still there 15 s after SIGTERM"
+}
 stop_all() { for p in "${STARTED_PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; }
 
 start_coop() { # PORT ARGS...
