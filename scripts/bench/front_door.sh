@@ -90,13 +90,13 @@ port_free() { ! (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
 # (a child of this shell, stopped at exit), waits for its port, sets VAR to
 # its pid.
 srv() {
-  local var=$1 name=$2 port=$3 bin=$4 pid; shift 4
-  port_free "$port" || { echo "port $port is taken: not starting $name" >&2; return 1; }
-  "$bin" serve -q --port "$port" "$@" > "$OUT/$name.log" 2>&1 &
-  pid=$!
-  STARTED_PIDS+=("$pid")
-  printf -v "$var" '%s' "$pid"
-  wait_port "$port"
+  local _var=$1 _name=$2 _port=$3 _bin=$4 _pid; shift 4   # _: VAR may be "pid"
+  port_free "$_port" || { echo "port $_port is taken: not starting $_name" >&2; return 1; }
+  "$_bin" serve -q --port "$_port" "$@" > "$OUT/$_name.log" 2>&1 &
+  _pid=$!
+  STARTED_PIDS+=("$_pid")
+  printf -v "$_var" '%s' "$_pid"
+  wait_port "$_port"
 }
 
 wrk_run() { # LABEL RUN URL
