@@ -63,7 +63,7 @@ for part in $PARTS; do
       record client-coop-rss-mib "$run" "{\"value\": $((rss / 1024))}"
       tail -n 6 "$OUT/speak.err" >&2 || true
       # shellcheck disable=SC2046
-      /usr/bin/time -f '%e %M' -o "$OUT/time.txt" python3 "$ANCHORS/aiohttp_gather_client.py" http://127.0.0.1:8084/animals $(cat "$names") > /dev/null 2> "$OUT/gather.err" || true
+      /usr/bin/time -f '%e %M' -o "$OUT/time.txt" python3 "$ANCHORS/gather_client.py" http://127.0.0.1:8084/animals $(cat "$names") > /dev/null 2> "$OUT/gather.err" || true
       read -r wall rss < "$OUT/time.txt"
       record client-aiohttp-wall "$run" "{\"value\": $wall}"
       record client-aiohttp-rss-mib "$run" "{\"value\": $((rss / 1024))}"

@@ -1,10 +1,12 @@
 # Shared helpers for the benchmark scripts (sourced, not run). Starts and
-# stops the anchors from ../shared/anchors and coop itself, and records
+# stops the reference programs in scripts/bench/reference/ and coop itself, and records
 # results as JSON lines. Benchmarks are not tests: nothing here runs in CI.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-ANCHORS="${ANCHORS:-$ROOT/../shared/anchors}"
+# The reference programs this repository carries (its own nchan config,
+# the talk's farm, hub and gather client in aiohttp).
+ANCHORS="${ANCHORS:-$ROOT/scripts/bench/reference}"
 OUT="${OUT:-$ROOT/target/bench-results}"
 mkdir -p "$OUT"
 NCHAN_PREFIX=/tmp/nchan
@@ -23,7 +25,7 @@ private_copy() {
   local copy
   copy=$(mktemp /tmp/coop-other-XXXXXX)
   cp "$2" "$copy"
-  chmod +x "$copy"  # mktemp made it 0600
+  chmod 755 "$copy"   # mktemp makes it 0600, and cp keeps that
   COPIES+=("$copy")
   printf -v "$1" '%s' "$copy"
 }
@@ -76,13 +78,14 @@ start_bg() {
   wait_port "$port"
   echo "$pid"
 }
-# stop_pid PID: stops it and waits until it is gone (at most 30 s), so the
-# next server can bind its port: a server started in a command substitution
-# is not this shell's child, and `wait` alone returns at once.
+# stop_pid PID: stops a process start_bg started and waits (at most 15 s)
+# until it is gone. start_bg usually runs in a command substitution, so the
+# process is not this shell's child and `wait` alone returns at once.
 stop_pid() {
   kill "$1" 2>/dev/null || true
-  for _ in $(seq 1 300); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
   wait "$1" 2>/dev/null || true
+  for _ in $(seq 1 150); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+  log "process $1 still there 15 s after SIGTERM"
 }
 stop_all() { for p in "${STARTED_PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; }
 
@@ -90,8 +93,8 @@ start_coop() { # PORT ARGS...
   local port=$1; shift
   start_bg "coop-$port" "$port" "$COOP" serve -q --port "$port" "$@"
 }
-start_aiohub() { start_bg aiohub 8092 python3 "$ANCHORS/aiohttp_hub.py" 8092; }
-start_aiofarm() { start_bg aiofarm 8093 python3 "$ANCHORS/aiohttp_farm.py" 8093 "$1"; }
+start_aiohub() { start_bg aiohub 8092 python3 "$ANCHORS/hub.py" 8092; }
+start_aiofarm() { start_bg aiofarm 8093 python3 "$ANCHORS/farm.py" 8093 "$1"; }
 
 # record LABEL RUN JSON: one line per run in $OUT/results.jsonl
 record() {
