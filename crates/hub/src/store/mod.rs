@@ -63,6 +63,19 @@ pub struct Retention {
     pub clock: crate::clock::Clock,
 }
 
+impl Retention {
+    /// With an age limit: the time (Unix microseconds on this retention's
+    /// clock) before which messages are too old to keep.
+    pub fn age_cutoff_us(&self) -> Option<u64> {
+        let max_age = self.max_age?;
+        Some(
+            self.clock
+                .now_us()
+                .saturating_sub(max_age.as_micros() as u64),
+        )
+    }
+}
+
 impl Default for Retention {
     fn default() -> Self {
         Retention {

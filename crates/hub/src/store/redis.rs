@@ -644,14 +644,9 @@ impl Store for RedisStore {
 
     fn prune(&self) -> BoxFuture<'_, Result<usize, StoreError>> {
         Box::pin(async move {
-            let Some(max_age) = self.retention.max_age else {
+            let Some(cutoff) = self.retention.age_cutoff_us() else {
                 return Ok(0);
             };
-            let cutoff = self
-                .retention
-                .clock
-                .now_us()
-                .saturating_sub(max_age.as_micros() as u64);
             let cutoff = cutoff.to_string();
             let v = self
                 .conn

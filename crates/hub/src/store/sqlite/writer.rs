@@ -202,14 +202,10 @@ impl Writer {
     /// Age retention: deletes every message older than `max_age` (by id,
     /// see "Ids"), records what each topic lost, forgets emptied topics.
     fn prune(&mut self) -> Result<usize, StoreError> {
-        let Some(max_age) = self.retention.max_age else {
+        let Some(cutoff) = self.retention.age_cutoff_us() else {
             return Ok(0);
         };
-        let cutoff = self
-            .retention
-            .clock
-            .now_us()
-            .saturating_sub(max_age.as_micros() as u64) as i64;
+        let cutoff = cutoff as i64;
         {
             // Cheap check first: nothing to do unless some topic's oldest
             // message is older than the cutoff.
