@@ -303,7 +303,7 @@ impl Wire for Chunked {
                 false
             }
             Event::Lagged(lag) => {
-                if let Some(n) = lagged_notice(format, lag) {
+                if let Some(n) = lagged_notice(format, lag, &sub.interrupted_why()) {
                     chunk(buf, |b| b.put_slice(&n));
                 }
                 true
@@ -377,7 +377,7 @@ impl Wire for WebSocket {
                 false
             }
             ending => {
-                if let Some((code, reason)) = websocket_close(&ending) {
+                if let Some((code, reason)) = websocket_close(&ending, &sub.interrupted_why()) {
                     ws::put_close(buf, code, &reason);
                 }
                 true

@@ -63,6 +63,11 @@ pub struct HistoryReader {
     /// so that a page dropped half-way (a transport selecting on other
     /// events) loses nothing; the next call reads it again.
     current: Option<Reverse<(MessageId, usize)>>,
+    /// Nothing above this id is read (live delivery has it): set when the
+    /// store's ids are not in commit order across topics (sharded cluster
+    /// mode), where "committed during the read" no longer means "above
+    /// everything read".
+    through: Option<MessageId>,
 }
 
 impl HistoryReader {
@@ -73,17 +78,20 @@ impl HistoryReader {
             topics: Vec::new(),
             heap: BinaryHeap::new(),
             current: None,
+            through: None,
         }
     }
 
     /// Looks at the first message after `after` of each topic (one message
     /// each, dropped at once) and reports the gaps: topics that lost
     /// messages after `after` to retention or eviction. With `after` of
-    /// `None` (`?since=all`) nothing is a gap.
+    /// `None` (`?since=all`) nothing is a gap. With `through`, history
+    /// stops at that id (see the field).
     pub async fn open(
         store: Arc<dyn Store>,
         topics: Vec<TopicName>,
         after: Option<MessageId>,
+        through: Option<MessageId>,
     ) -> Result<(HistoryReader, Vec<Gap>), StoreError> {
         let mut gaps = Vec::new();
         let mut heap = BinaryHeap::with_capacity(topics.len());
@@ -96,7 +104,9 @@ impl HistoryReader {
                 }
             }
             if let Some(m) = first.messages.first() {
-                heap.push(Reverse((m.id, list.len())));
+                if through.is_none_or(|t| m.id <= t) {
+                    heap.push(Reverse((m.id, list.len())));
+                }
             }
             list.push((topic, after));
         }
@@ -105,6 +115,7 @@ impl HistoryReader {
             topics: list,
             heap,
             current: None,
+            through,
         };
         Ok((reader, gaps))
     }
@@ -137,7 +148,12 @@ impl HistoryReader {
             self.current = None;
             let got = page.messages.len();
             let mut next = None;
+            let mut past_through = false;
             for m in page.messages {
+                if self.through.is_some_and(|t| m.id > t) {
+                    past_through = true;
+                    break;
+                }
                 if bound.is_some_and(|b| m.id >= b) {
                     next = Some(m.id);
                     break;
@@ -146,6 +162,7 @@ impl HistoryReader {
                 out.push(m);
             }
             match next {
+                _ if past_through => {}
                 Some(id) => self.heap.push(Reverse((id, i))),
                 // A full page may have more behind it: come back, with the
                 // id after the last one read as the (lower) bound.
@@ -253,9 +270,10 @@ mod tests {
             });
         }
         let (store, ids) = store_with(&names, 1000).await;
-        let (mut reader, gaps) = HistoryReader::open(store, vec![t("a"), t("b"), t("c")], None)
-            .await
-            .unwrap();
+        let (mut reader, gaps) =
+            HistoryReader::open(store, vec![t("a"), t("b"), t("c")], None, None)
+                .await
+                .unwrap();
         assert!(gaps.is_empty());
         let (got, pages) = read_all(&mut reader).await;
         assert_eq!(got, ids, "every message once, in id order");
@@ -267,9 +285,10 @@ mod tests {
     async fn a_resume_reads_only_what_follows_and_reports_gaps() {
         let names = ["a", "b", "a", "b", "a", "b"];
         let (store, ids) = store_with(&names, 2).await; // each keeps 2 of 3
-        let (mut reader, gaps) = HistoryReader::open(store, vec![t("a"), t("b")], Some(ids[0]))
-            .await
-            .unwrap();
+        let (mut reader, gaps) =
+            HistoryReader::open(store, vec![t("a"), t("b")], Some(ids[0]), None)
+                .await
+                .unwrap();
         // a lost only ids[0], which the client had; b lost ids[1], which
         // it had not.
         assert_eq!(
@@ -285,7 +304,7 @@ mod tests {
         assert_eq!(got, ids[2..]);
 
         let (store, ids) = store_with(&names, 1).await; // each keeps its last
-        let (_, gaps) = HistoryReader::open(store, vec![t("a")], Some(ids[0]))
+        let (_, gaps) = HistoryReader::open(store, vec![t("a")], Some(ids[0]), None)
             .await
             .unwrap();
         assert_eq!(
@@ -306,7 +325,7 @@ mod tests {
         order.extend(names.iter().map(String::as_str)); // two each
         let (store, ids) = store_with(&order, 1).await; // each keeps 1
         let topics = names.iter().map(|n| t(n)).collect();
-        let (_, gaps) = HistoryReader::open(store, topics, Some(MessageId(ids[0].0 - 1)))
+        let (_, gaps) = HistoryReader::open(store, topics, Some(MessageId(ids[0].0 - 1)), None)
             .await
             .unwrap();
         assert_eq!(gaps.len(), MAX_GAP_NOTICES + 1);

@@ -312,8 +312,9 @@ pub enum Storage {
         dir: std::path::PathBuf,
         options: crate::store::sqlite::SqliteOptions,
     },
-    /// Ids, history and fan-out shared through Redis (`--redis`).
-    Redis { url: String },
+    /// Ids, history and fan-out shared through Redis: one or more shards,
+    /// by URL or through Sentinel (`--redis`, `--redis-sentinel`).
+    Cluster(crate::cluster::ClusterSpec),
 }
 
 /// Why `Hub::with_storage` could not open its storage.
@@ -322,7 +323,7 @@ pub enum OpenError {
     #[error(transparent)]
     DataDir(#[from] crate::store::sqlite::DataDirError),
     #[error(transparent)]
-    Redis(#[from] crate::store::redis::RedisSetupError),
+    Redis(#[from] crate::cluster::SetupError),
 }
 
 impl Hub {
@@ -345,9 +346,9 @@ impl Hub {
                 let data = crate::store::sqlite::DataDir::open(dir, *options)?;
                 Hub::with_backend(config, shutdown, |c, f| data.backend(c, f))
             }
-            Storage::Redis { url } => {
-                let conn = crate::store::redis::RedisConn::connect(url).await?;
-                Hub::with_backend(config, shutdown, |c, f| conn.backend(c, f))
+            Storage::Cluster(spec) => {
+                let cluster = crate::cluster::Cluster::connect(spec, config.max_topics).await?;
+                Hub::with_backend(config, shutdown, |c, f| cluster.backend(c, f))
             }
         })
     }
@@ -446,10 +447,12 @@ impl Hub {
         self.inner.subscribers.load(Ordering::Acquire)
     }
 
-    /// `Err(reason)` if the store or broker is unhealthy.
+    /// Readiness (`/readyz`): `Err(reason)` if the store or the broker
+    /// cannot serve (say, a Redis shard is unreachable, or this node's
+    /// pub/sub feed is down and subscriptions are refused).
     pub fn health(&self) -> Result<(), String> {
         self.inner.store.health()?;
-        self.inner.broker.health()
+        self.inner.broker.ready()
     }
 
     /// Publishes `body` (UTF-8, size already checked) to `topic`. Resolves
@@ -527,6 +530,18 @@ impl Hub {
             .rings
             .subscribe(&spec.topics, &spec.patterns)
             .map_err(|e| HubError::Unavailable(e.to_string()))?;
+        // After registering: a broker that breaks from here on interrupts
+        // this subscription (it is told), and one broken already refuses
+        // it here, so none waits on a dead feed.
+        self.inner
+            .broker
+            .ready()
+            .map_err(|reason| HubError::Unavailable(format!("{reason}; retry later")))?;
+        let through = self
+            .inner
+            .broker
+            .bounds_history()
+            .then(|| self.inner.rings.high_water());
         let after = match since {
             Since::Live => {
                 return Ok(Opened {
@@ -554,7 +569,7 @@ impl Hub {
                 }
             }
         }
-        let (history, gaps) = HistoryReader::open(store.clone(), topics, after)
+        let (history, gaps) = HistoryReader::open(store.clone(), topics, after, through)
             .await
             .map_err(|e| HubError::Unavailable(e.to_string()))?;
         Ok(Opened {

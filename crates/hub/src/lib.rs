@@ -8,7 +8,11 @@
 //! - `store/`: the [`store::Store`] trait (ids, history, retention) and the
 //!   in-memory default; SQLite durability plugs in here.
 //! - `broker/`: the [`broker::Broker`] trait (committed messages to every
-//!   node's subscribers) and the in-process broker; Redis plugs in here.
+//!   node's subscribers) and the in-process broker.
+//! - `cluster/`: cluster mode, everything that talks to Redis: shards (by
+//!   URL or Sentinel, following failovers), the scripts, the cluster store
+//!   and broker (feeds merged into one id order), gap recording after a
+//!   failover, URL redaction.
 //! - `pattern.rs`: topic patterns (`farm.*`, `farm.**`): rules, limits,
 //!   matching in time linear in the name, and whether claims cover a
 //!   request (pattern against pattern) for `auth.rs`.
@@ -39,6 +43,7 @@ pub mod auth;
 pub mod broker;
 pub mod budget;
 pub mod clock;
+pub mod cluster;
 pub mod direct;
 pub mod error;
 pub mod history;

@@ -338,7 +338,7 @@ async fn run_websocket(socket: WebSocket, mut sub: Subscriber) {
             }
             continue;
         }
-        if let Some(why) = crate::subscriber::websocket_close(&event) {
+        if let Some(why) = crate::subscriber::websocket_close(&event, &sub.interrupted_why()) {
             let _ = tokio::time::timeout(write_timeout, tx.send(close(why))).await;
             return;
         }

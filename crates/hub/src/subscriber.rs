@@ -22,7 +22,7 @@ use tokio::time::{Instant, Interval};
 
 use crate::hub::{Hub, Opened};
 use crate::message::{Message, TopicName};
-use crate::topic::Lagged;
+use crate::topic::{Cut, Lagged};
 use crate::transport::{ndjson, sse, Format};
 
 /// Largest buffer handed to hyper at once. Bigger batches are split; this
@@ -118,6 +118,12 @@ impl Subscriber {
         self.hub.config().shutdown_retry_ms
     }
 
+    /// Why the broker interrupted live delivery (the text of an
+    /// `unavailable` notice), if it ever did.
+    pub fn interrupted_why(&self) -> String {
+        self.hub.rings().interrupted_why()
+    }
+
     /// The last message id handed to the transport.
     pub fn last_id(&self) -> Option<crate::MessageId> {
         self.opened.live.last_id()
@@ -201,7 +207,9 @@ impl Subscriber {
             }
             if let Err(lag) = self.opened.live.next_batch(&mut self.pending) {
                 self.done = true;
-                self.hub.inner.metrics.slow_disconnects.increment(1);
+                if lag.cause == Cut::Behind {
+                    self.hub.inner.metrics.slow_disconnects.increment(1);
+                }
                 return Event::Lagged(lag);
             }
             if !self.pending.is_empty() {
@@ -237,7 +245,7 @@ impl Subscriber {
         match self.next_event().await {
             Event::Batch => Some(self.encode_frame()),
             Event::Heartbeat => Some(heartbeat(self.format)),
-            Event::Lagged(lag) => lagged_notice(self.format, lag),
+            Event::Lagged(lag) => lagged_notice(self.format, lag, &self.interrupted_why()),
             Event::Shutdown => shutdown_notice(self.format, self.hub.config().shutdown_retry_ms),
             Event::Idle => None,
         }
@@ -336,16 +344,38 @@ pub(crate) fn heartbeat(format: Format) -> Bytes {
     }
 }
 
-/// The last words to a subscriber that fell behind (none for raw).
-pub(crate) fn lagged_notice(format: Format, lag: Lagged) -> Option<Bytes> {
-    tracing::debug!(last_id = ?lag.last_id, "slow subscriber disconnected");
-    let json = serde_json::json!({"event": "lagged", "last_id": lag.last_id.map(|i| i.0)});
+/// The last words to a subscriber that was cut off (none for raw): it fell
+/// behind (`lagged`), or the broker was interrupted (`unavailable`, with
+/// `why` and, for SSE, a `retry:` so that `EventSource` comes back).
+/// Either way the client resumes after `last_id`.
+pub(crate) fn lagged_notice(format: Format, lag: Lagged, why: &str) -> Option<Bytes> {
+    let last_id = lag.last_id.map(|i| i.0);
+    let (event, json) = match lag.cause {
+        Cut::Behind => {
+            tracing::debug!(last_id = ?lag.last_id, "slow subscriber disconnected");
+            (
+                "lagged",
+                serde_json::json!({"event": "lagged", "last_id": last_id}),
+            )
+        }
+        Cut::Interrupted => (
+            "unavailable",
+            serde_json::json!({"event": "unavailable", "last_id": last_id, "reason": why}),
+        ),
+    };
     match format {
-        Format::Sse | Format::SseJson => Some(sse::control("lagged", &json)),
+        Format::Sse | Format::SseJson if lag.cause == Cut::Interrupted => Some(Bytes::from(
+            format!("retry: {UNAVAILABLE_RETRY_MS}\nevent: {event}\ndata: {json}\n\n"),
+        )),
+        Format::Sse | Format::SseJson => Some(sse::control(event, &json)),
         Format::Ndjson => Some(ndjson::control(&json)),
         _ => None,
     }
 }
+
+/// How long an `EventSource` waits before coming back after an
+/// `unavailable` notice (the broker is reconnecting meanwhile).
+pub const UNAVAILABLE_RETRY_MS: u64 = 1000;
 
 /// The last words at shutdown (none for raw).
 pub(crate) fn shutdown_notice(format: Format, retry_ms: u64) -> Option<Bytes> {
@@ -361,12 +391,27 @@ pub(crate) fn shutdown_notice(format: Format, retry_ms: u64) -> Option<Bytes> {
 
 /// How a WebSocket subscriber's stream ends at `event` (close code and
 /// reason), where the other transports send their last words: 1008 with
-/// the last id sent when lagged, 1001 at shutdown, 1000 when idle. `None`
-/// for events that do not end it. Both WebSocket paths (`server.rs`
-/// through hyper, `direct.rs` on the socket) close with these.
-pub(crate) fn websocket_close(event: &Event) -> Option<(u16, String)> {
+/// the last id sent when lagged, 1013 ("try again later") with the reason
+/// and the last id when the broker was interrupted, 1001 at shutdown, 1000
+/// when idle. `None` for events that do not end it. Both WebSocket paths
+/// (`server.rs` through hyper, `direct.rs` on the socket) close with these.
+pub(crate) fn websocket_close(event: &Event, why: &str) -> Option<(u16, String)> {
     match event {
         Event::Batch | Event::Heartbeat => None,
+        Event::Lagged(lag) if lag.cause == Cut::Interrupted => {
+            let last = lag.last_id.map_or("none".to_string(), |i| i.to_string());
+            // A close reason is at most 123 bytes: the id first, then as
+            // much of the reason as fits.
+            let mut text = format!("unavailable; last id {last}; {why}");
+            if text.len() > 123 {
+                let mut end = 123;
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                text.truncate(end);
+            }
+            Some((crate::transport::websocket::CLOSE_TRY_AGAIN, text))
+        }
         Event::Lagged(lag) => {
             tracing::debug!(last_id = ?lag.last_id, "slow subscriber disconnected");
             let last = lag.last_id.map_or("none".to_string(), |i| i.to_string());

@@ -62,6 +62,11 @@ struct Registry {
     patterns: Mutex<Vec<(Pattern, Weak<SubShared>)>>,
     /// Largest id delivered so far (see "Ordering" above).
     high_water: AtomicU64,
+    /// Bumped by [`Rings::interrupt`]: a subscription made under an older
+    /// value is ended (its broker lost messages it may have needed).
+    epoch: AtomicU64,
+    /// Why the last interrupt happened, for the subscribers' notice.
+    interrupted_why: Mutex<String>,
     /// Messages each ring keeps: the per-subscriber buffer.
     capacity: usize,
     /// Most rings at once (`--max-topics`): topics named by subscriptions
@@ -126,11 +131,25 @@ pub(crate) struct SubShared {
     has_pending: AtomicBool,
 }
 
-/// A subscriber fell more than the ring capacity behind.
+/// A subscription was cut off: it fell more than the ring capacity behind,
+/// or the broker feeding the rings was interrupted ([`Rings::interrupt`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lagged {
     /// The last id it was given (resume after it), if any.
     pub last_id: Option<MessageId>,
+    /// Which of the two.
+    pub cause: Cut,
+}
+
+/// Why a subscription was cut off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// It fell behind: messages left its rings before it read them.
+    Behind,
+    /// The broker lost its feed (cluster mode: a Redis connection broke):
+    /// what this process delivers may now miss messages, so the
+    /// subscriber is told to resume from history, which is exact.
+    Interrupted,
 }
 
 impl Rings {
@@ -153,6 +172,8 @@ impl Rings {
                 topics: Mutex::new(HashMap::new()),
                 patterns: Mutex::new(Vec::new()),
                 high_water: AtomicU64::new(0),
+                epoch: AtomicU64::new(0),
+                interrupted_why: Mutex::new(String::new()),
                 capacity: capacity.max(1),
                 max_rings,
                 max_patterns,
@@ -178,6 +199,48 @@ impl Rings {
             st.buf.pop_front();
             st.first_pos += 1;
         }
+    }
+
+    /// Ends every current subscription with [`Cut::Interrupted`] and
+    /// `why`: live delivery can no longer promise them every message
+    /// (cluster mode's broker lost a Redis feed). Each is woken, told its
+    /// last id, and resumes from history. Subscriptions made afterwards
+    /// are not affected.
+    pub fn interrupt(&self, why: &str) {
+        *lock(&self.inner.interrupted_why) = why.to_string();
+        self.inner.epoch.fetch_add(1, Ordering::AcqRel);
+        let rings: Vec<Arc<Ring>> = lock(&self.inner.topics).values().cloned().collect();
+        for ring in rings {
+            let subs = lock(&ring.state).subs.clone();
+            for sub in subs.iter() {
+                sub.notify.notify_one();
+            }
+        }
+        let patterns: Vec<Arc<SubShared>> = lock(&self.inner.patterns)
+            .iter()
+            .filter_map(|(_, w)| w.upgrade())
+            .collect();
+        for sub in patterns {
+            sub.notify.notify_one();
+        }
+    }
+
+    /// Why the last [`interrupt`](Rings::interrupt) happened.
+    pub fn interrupted_why(&self) -> String {
+        lock(&self.inner.interrupted_why).clone()
+    }
+
+    /// The largest id delivered (or declared delivered by
+    /// [`raise_high_water`](Rings::raise_high_water)).
+    pub fn high_water(&self) -> MessageId {
+        MessageId(self.inner.high_water.load(Ordering::Acquire))
+    }
+
+    /// Declares everything up to `id` delivered, with nothing to deliver:
+    /// a broker starting from a clean cut (cluster mode, after an
+    /// interruption, when no subscription is left to miss anything).
+    pub fn raise_high_water(&self, id: MessageId) {
+        self.inner.high_water.fetch_max(id.0, Ordering::AcqRel);
     }
 
     /// Hands a committed batch to local subscribers. Must be called in id
@@ -278,6 +341,9 @@ impl Rings {
             has_pending: AtomicBool::new(false),
         });
         let mut cursors = Vec::new();
+        // Read before registering: an interrupt from here on ends this
+        // subscription too.
+        let epoch = self.inner.epoch.load(Ordering::Acquire);
         let mut map = lock(&self.inner.topics);
         let new_rings = topics.iter().filter(|t| !map.contains_key(*t)).count();
         if map.len().saturating_add(new_rings) > self.inner.max_rings {
@@ -328,6 +394,7 @@ impl Rings {
             cursors,
             has_patterns: !patterns.is_empty(),
             last_id: None,
+            epoch,
         })
     }
 
@@ -428,6 +495,8 @@ pub struct Subscription {
     /// [`Subscription::skip_through`] after sending history). Nothing at or
     /// below it is returned again.
     last_id: Option<MessageId>,
+    /// The registry's interrupt epoch when this subscription was made.
+    epoch: u64,
 }
 
 impl Subscription {
@@ -463,10 +532,17 @@ impl Subscription {
                 }
             }
         }
+        if self.rings.inner.epoch.load(Ordering::Acquire) != self.epoch {
+            return Err(Lagged {
+                last_id: self.last_id,
+                cause: Cut::Interrupted,
+            });
+        }
         let high_water = MessageId(self.rings.inner.high_water.load(Ordering::Acquire));
         let floor = self.last_id.unwrap_or(MessageId(0));
         let lagged = Lagged {
             last_id: self.last_id,
+            cause: Cut::Behind,
         };
         let start = out.len();
         if let [cursor] = &mut self.cursors[..] {
@@ -613,7 +689,8 @@ mod tests {
         assert_eq!(
             slow.next_batch(&mut out),
             Err(Lagged {
-                last_id: Some(MessageId(1))
+                last_id: Some(MessageId(1)),
+                cause: Cut::Behind,
             })
         );
     }
@@ -681,7 +758,8 @@ mod tests {
         assert_eq!(
             sub.next_batch(&mut out),
             Err(Lagged {
-                last_id: Some(MessageId(2))
+                last_id: Some(MessageId(2)),
+                cause: Cut::Behind,
             })
         );
     }

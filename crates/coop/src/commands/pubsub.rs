@@ -267,6 +267,11 @@ async fn follow(
                         Control::Lagged { .. } => {
                             return Ok(Ended::Reconnect("fell behind the hub".into()))
                         }
+                        Control::Unavailable { reason, .. } => {
+                            return Ok(Ended::Reconnect(format!(
+                                "the hub's broker was interrupted ({reason})"
+                            )))
+                        }
                         Control::Shutdown => {
                             return Ok(Ended::Reconnect("the hub is shutting down".into()))
                         }

@@ -9,7 +9,7 @@
 //!   subscribe to, pages, and answers `401` without a token; `/metrics`
 //!   needs a `**` token or moves to `--metrics-addr`;
 //! - the data directory is `0700` and its files `0600`;
-//! - the Redis password never appears in stderr, `--help` or `/healthz`;
+//! - the Redis password never appears in stderr, `--help` or `/readyz`;
 //! - the publish limiter keys IPv6 clients by /64, IPv4-mapped peers as
 //!   IPv4, and believes `X-Forwarded-For` only from `--trust-proxy`.
 
@@ -340,7 +340,7 @@ fn the_data_directory_is_private_after_a_publish() {
 
 /// Regression (issue 9, item 8): the Redis URL, password included, was
 /// logged and quoted in errors. Unreachable at start: the error names the
-/// URL with `***`. Lost while running: `/healthz` and the log say so
+/// URL with `***`. Lost while running: `/readyz` and the log say so
 /// without the password. `--help` does not echo `COOP_REDIS_URL`.
 #[test]
 fn the_redis_password_is_never_printed() {
@@ -371,7 +371,7 @@ fn the_redis_password_is_never_printed() {
     // Running, then Redis goes away (a server of the test's own: it is
     // killed, and it has a password).
     let Some(mut redis) = Redis::start_with(&["--requirepass", PASSWORD], false) else {
-        return; // the /healthz half needs redis-server (said so, or failed under CI)
+        return; // the /readyz half needs redis-server (said so, or failed under CI)
     };
     let port = redis.port().expect("a server of the test's own");
     let log = tempfile::NamedTempFile::new().unwrap();
@@ -384,11 +384,11 @@ fn the_redis_password_is_never_printed() {
         .unwrap();
     let addr = crate::support::announced_addr(&mut child);
     let server = Server { child, addr };
-    let healthz = || answer(client().get(server.url("/healthz")));
+    let readyz = || answer(client().get(server.url("/readyz")));
     let wait_for = |want: u16| {
         let mut last = String::new();
-        wait_until(WAIT, &format!("/healthz to answer {want}"), || {
-            let (status, body) = healthz();
+        wait_until(WAIT, &format!("/readyz to answer {want}"), || {
+            let (status, body) = readyz();
             assert!(!body.contains(PASSWORD), "{body}");
             last = body;
             status == want

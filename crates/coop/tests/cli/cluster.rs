@@ -1,7 +1,8 @@
 //! End-to-end: two `coop serve --redis` nodes on a `redis-server` of the
 //! test's own. A subscriber on node A whose node is killed (`kill -9`)
 //! moves to node B with its last id and gets every acknowledged message
-//! exactly once, in order; `/healthz` on a node reports Redis going away.
+//! exactly once, in order; `/readyz` on a node reports Redis going away
+//! (`/healthz`, liveness, stays `200`); cluster flags are checked.
 //!
 //! Without the `redis-server` binary, the move between nodes runs against
 //! `REDIS_URL` if it is set (on a topic of its own); the test that kills
@@ -41,14 +42,14 @@ fn a_subscriber_moves_to_another_node_with_its_last_id_after_a_kill_9() {
 }
 
 #[test]
-fn healthz_reports_redis_going_away_and_publishes_answer_503() {
+fn readyz_reports_redis_going_away_while_healthz_stays_ok_and_publishes_answer_503() {
     let Some(mut redis) = Redis::start(false) else {
         return;
     };
     let node = Server::start(&["--redis", &redis.url()]);
     let client = reqwest::blocking::Client::new();
-    let health = || client.get(node.url("/healthz")).send().unwrap();
-    wait_until(WAIT, "the node to be healthy", || health().status() == 200);
+    let ready = || client.get(node.url("/readyz")).send().unwrap();
+    wait_until(WAIT, "the node to be ready", || ready().status() == 200);
     redis.kill();
     let resp = client
         .post(node.url("/topics/t"))
@@ -58,13 +59,58 @@ fn healthz_reports_redis_going_away_and_publishes_answer_503() {
     assert_eq!(resp.status(), 503);
     assert!(resp.text().unwrap().contains("redis"));
     let mut reason = String::new();
-    wait_until(WAIT, "/healthz to report Redis gone", || {
-        let resp = health();
+    wait_until(WAIT, "/readyz to report Redis gone", || {
+        let resp = ready();
         let down = resp.status() == 503;
         reason = resp.text().unwrap();
         down
     });
     assert!(reason.contains("redis"), "{reason}");
+    // Liveness: the process is fine; restarting it would not bring Redis.
+    let live = client.get(node.url("/healthz")).send().unwrap();
+    assert_eq!(live.status(), 200);
+    // A subscription is refused with the reason, not left waiting.
+    let sub = client
+        .get(node.url("/topics/t?format=ndjson"))
+        .send()
+        .unwrap();
+    assert_eq!(sub.status(), 503);
+    assert!(sub.text().unwrap().contains("redis"));
+}
+
+#[test]
+fn cluster_flags_are_checked_before_connecting() {
+    for (args, says) in [
+        (vec!["--redis-sentinel", "127.0.0.1:1"], "--redis-master"),
+        (
+            vec!["--redis-sentinel", "nohost", "--redis-master", "m"],
+            "not HOST:PORT",
+        ),
+        (
+            vec!["--redis-min-replicas", "1"],
+            "--redis-min-replicas needs cluster mode",
+        ),
+        (
+            vec![
+                "--redis",
+                "redis://127.0.0.1:1/",
+                "--redis-sentinel",
+                "127.0.0.1:2",
+                "--redis-master",
+                "m",
+            ],
+            "cannot be used with",
+        ),
+    ] {
+        let out = crate::support::coop()
+            .args(["serve", "--port", "0"])
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
 }
 
 #[test]

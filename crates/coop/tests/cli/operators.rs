@@ -289,9 +289,10 @@ fn print_config_redacts_secrets_and_reads_no_file_it_names() {
     assert!(!printed.contains("file-secret"), "{printed}");
     assert!(!printed.contains("redis-pass"), "{printed}");
     assert_eq!(get(&all, "auth-secret").value, "\"***\"");
+    // Repeatable (one per shard): shown as a list.
     assert_eq!(
         get(&all, "redis").value,
-        "\"redis://user:***@localhost:6379/0\""
+        "[\"redis://user:***@localhost:6379/0\"]"
     );
     assert_eq!(get(&all, "tls-cert").value, "\"/nonexistent/cert.pem\"");
     assert_eq!(get(&all, "catalog").source, "file");

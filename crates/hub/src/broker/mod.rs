@@ -8,18 +8,17 @@
 //! - [`local::LocalBroker`] (default, and with `--data-dir`): the store calls
 //!   [`Broker::committed`] from inside its commit order; the local broker
 //!   passes the batch straight to the fan-out.
-//! - [`redis::RedisBroker`] (cluster mode): [`Broker::committed`] is a
-//!   no-op; a task receives every node's messages from Redis pub/sub, in
-//!   the order Redis committed them (one Lua script per publish assigns the
-//!   id, appends to the topic's stream and publishes, atomically), and
-//!   calls `Rings::deliver`. After a reconnect it catches up from the
-//!   streams first (`redis.rs` explains the order).
+//! - [`ClusterBroker`](crate::cluster::broker::ClusterBroker) (cluster
+//!   mode, `cluster/broker.rs`): [`Broker::committed`] is a no-op; tasks
+//!   receive every node's messages from each Redis shard's pub/sub, merge
+//!   them into one id order, and call `Rings::deliver`. When a feed
+//!   breaks, it interrupts the subscriptions and is not
+//!   [`ready`](Broker::ready) until every feed is back.
 //!
 //! `Rings::deliver` ignores ids it has already delivered, so a broker that
-//! re-reads after a reconnect may overlap safely.
+//! re-reads may overlap safely.
 
 pub mod local;
-pub mod redis;
 
 use std::sync::Arc;
 
@@ -34,8 +33,17 @@ pub trait Broker: Send + Sync + 'static {
     /// concurrently with itself. Must not block: push and return.
     fn committed(&self, batch: &[Arc<Message>]);
 
-    /// `Err(reason)` when the broker cannot reach its peers (for `/healthz`).
-    fn health(&self) -> Result<(), String> {
+    /// `Err(reason)` when the broker cannot promise live delivery (its
+    /// feed from the other nodes is down): subscriptions are refused with
+    /// the reason, and `/readyz` shows it.
+    fn ready(&self) -> Result<(), String> {
         Ok(())
+    }
+
+    /// Whether a resuming subscriber must read history only up to the
+    /// rings' high water and take the rest live: true when ids are not
+    /// assigned in one commit order (several shards).
+    fn bounds_history(&self) -> bool {
+        false
     }
 }

@@ -3,7 +3,7 @@
 //! The hub never keeps history itself; it asks a [`Store`]. Three
 //! implementations stand behind this one trait, chosen by configuration:
 //! [`memory::MemoryStore`] (the default, no flags), SQLite (`--data-dir`,
-//! `sqlite.rs`) and Redis (`--redis`, cluster mode).
+//! `sqlite/`) and Redis (`--redis`, cluster mode: `cluster/store.rs`).
 //!
 //! # The contract, in the order a publish sees it
 //!
@@ -39,7 +39,6 @@
 //! so). Topics whose history becomes empty are forgotten.
 
 pub mod memory;
-pub mod redis;
 pub mod sqlite;
 
 use std::time::Duration;

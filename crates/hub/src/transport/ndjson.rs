@@ -7,7 +7,9 @@
 //! Control records carry an `"event"` field instead of an `"id"`:
 //! `{"event":"gap","topic":T,"after":A,"dropped_through":D}` (past 64
 //! topics, one more with `"topic":null` and `"topics":N` sums up the rest),
-//! `{"event":"lagged","last_id":N}`, `{"event":"shutdown"}`. Heartbeats are
+//! `{"event":"lagged","last_id":N}`,
+//! `{"event":"unavailable","last_id":N,"reason":R}` (the broker was
+//! interrupted: resume after `N`), `{"event":"shutdown"}`. Heartbeats are
 //! empty lines. WebSocket frames carry the same objects without the `\n`.
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -72,6 +74,14 @@ pub enum Control {
     Lagged {
         #[serde(default)]
         last_id: Option<u64>,
+    },
+    /// The hub's broker was interrupted (cluster mode: a Redis feed
+    /// broke): resume after `last_id`, here or on another node.
+    Unavailable {
+        #[serde(default)]
+        last_id: Option<u64>,
+        #[serde(default)]
+        reason: String,
     },
     /// The hub is shutting down: reconnect later.
     Shutdown,

@@ -16,6 +16,9 @@
 //!   `A` up to `D` of topic `T` are no longer held; what follows is what is.
 //! - `event: lagged`, `data: {"last_id":N}`: this subscriber fell behind by
 //!   more than its buffer and is disconnected; resume with `?since=N`.
+//! - `event: unavailable`, preceded by `retry: MS`,
+//!   `data: {"last_id":N,"reason":R}`: the hub's broker was interrupted
+//!   (cluster mode); `EventSource` comes back after `MS` and resumes.
 //! - `event: shutdown`, preceded by `retry: MS`: the hub is stopping;
 //!   `EventSource` reconnects after `MS` with its `Last-Event-ID`.
 //! - `: hb` comments every `--heartbeat` keep proxies from timing out.

@@ -41,6 +41,9 @@ pub const CLOSE_AWAY: u16 = 1001;
 pub const CLOSE_PROTOCOL: u16 = 1002;
 /// Close code: a policy was violated (a subscriber fell behind).
 pub const CLOSE_POLICY: u16 = 1008;
+/// "Try again later": the hub's broker was interrupted; resume with the
+/// last id (the reason says which).
+pub const CLOSE_TRY_AGAIN: u16 = 1013;
 /// Close code: a frame or message was too big.
 pub const CLOSE_TOO_BIG: u16 = 1009;
 

@@ -281,13 +281,18 @@ impl Sse {
 /// - `HUB_TEST_BACKEND=redis REDIS_URL=redis://…`: that Redis, **flushed**
 ///   before each hub (use a Redis for tests only), with
 ///   `-- --test-threads=1` since the tests share it.
+/// - `HUB_TEST_BACKEND=redis-sharded`: the same server as three shards
+///   (databases 1 to 3), ids merged across them.
+/// - `HUB_TEST_BACKEND=sentinel REDIS_SENTINEL=h:p,… REDIS_MASTER=name`:
+///   the primary found through the sentinels (`REDIS_URL` is that primary,
+///   to flush).
 async fn backend_for_tests(config: Config, shutdown: CancellationToken) -> Hub {
     let storage = match std::env::var("HUB_TEST_BACKEND").as_deref() {
         Ok("sqlite") => hub::Storage::Sqlite {
             dir: tempfile::tempdir().unwrap().keep(),
             options: Default::default(),
         },
-        Ok("redis") => {
+        Ok(kind @ ("redis" | "redis-sharded" | "sentinel")) => {
             let url = std::env::var("REDIS_URL").expect("HUB_TEST_BACKEND=redis needs REDIS_URL");
             let client = redis::Client::open(url.as_str()).unwrap();
             let mut admin = client.get_multiplexed_async_connection().await.unwrap();
@@ -295,7 +300,28 @@ async fn backend_for_tests(config: Config, shutdown: CancellationToken) -> Hub {
                 .query_async(&mut admin)
                 .await
                 .unwrap();
-            hub::Storage::Redis { url }
+            let shards = match kind {
+                // Three shards: databases 1 to 3 of that server.
+                "redis-sharded" => (1..=3)
+                    .map(|db| {
+                        hub::cluster::ShardSpec::Url(format!("{}/{db}", url.trim_end_matches('/')))
+                    })
+                    .collect(),
+                // REDIS_URL is then the primary the sentinels watch.
+                "sentinel" => vec![hub::cluster::ShardSpec::Sentinel {
+                    sentinels: std::env::var("REDIS_SENTINEL")
+                        .expect("HUB_TEST_BACKEND=sentinel needs REDIS_SENTINEL")
+                        .split(',')
+                        .map(String::from)
+                        .collect(),
+                    master: std::env::var("REDIS_MASTER").unwrap_or_else(|_| "coop".into()),
+                }],
+                _ => vec![hub::cluster::ShardSpec::Url(url)],
+            };
+            hub::Storage::Cluster(hub::cluster::ClusterSpec {
+                shards,
+                ..hub::cluster::ClusterSpec::single("")
+            })
         }
         _ => hub::Storage::Memory,
     };

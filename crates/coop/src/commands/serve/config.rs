@@ -353,7 +353,7 @@ pub fn render(serve: &Command, matches: &ArgMatches, loaded: Option<&Loaded>) ->
 /// else is `***`.
 fn redact(value: &str) -> String {
     if value.contains("://") {
-        hub::store::redis::redact_url(value)
+        hub::cluster::redact_url(value)
     } else {
         "***".to_string()
     }

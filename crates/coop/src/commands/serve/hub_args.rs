@@ -169,7 +169,7 @@ pub struct HubArgs {
     /// umask. An existing directory open to other users is tightened (with
     /// a warning) if it holds only coop's files, and refused otherwise
     /// (`/tmp`, a home directory): give coop a directory of its own.
-    #[arg(long, env = "COOP_DATA_DIR", conflicts_with = "redis")]
+    #[arg(long, env = "COOP_DATA_DIR", conflicts_with_all = ["redis", "redis_sentinel"])]
     pub data_dir: Option<std::path::PathBuf>,
 
     /// With `--data-dir`: fsync every commit (survives power loss, not
@@ -179,12 +179,60 @@ pub struct HubArgs {
 
     /// Cluster mode: ids, history and fan-out through this Redis
     /// (`redis://host:6379/0`); every node on the same Redis acts as one hub.
+    /// Repeat (or separate with commas) for several shards: each topic
+    /// lives on one, chosen by a hash of its name; give every node the same
+    /// list in the same order.
     ///
     /// A password (`redis://user:PASSWORD@host`) is never printed: logs,
-    /// errors and `/healthz` show `***`. Prefer `COOP_REDIS_URL` to the
+    /// errors and `/readyz` show `***`. Prefer `COOP_REDIS_URL` to the
     /// flag, which other users can read in `ps`.
-    #[arg(long, env = "COOP_REDIS_URL", hide_env_values = true)]
-    pub redis: Option<String>,
+    #[arg(
+        long,
+        env = "COOP_REDIS_URL",
+        hide_env_values = true,
+        value_delimiter = ',',
+        conflicts_with = "redis_sentinel"
+    )]
+    pub redis: Vec<String>,
+
+    /// Cluster mode through Redis Sentinel: the sentinels (`HOST:PORT`,
+    /// comma-separated) that name the primary of each `--redis-master`.
+    /// Nodes find the primary through them and follow a failover on their
+    /// own.
+    #[arg(
+        long,
+        env = "COOP_REDIS_SENTINEL",
+        value_delimiter = ',',
+        requires = "redis_master"
+    )]
+    pub redis_sentinel: Vec<String>,
+
+    /// With `--redis-sentinel`: the name a primary is monitored under.
+    /// Repeat (or separate with commas) for several shards, one primary
+    /// each.
+    #[arg(
+        long,
+        env = "COOP_REDIS_MASTER",
+        value_delimiter = ',',
+        requires = "redis_sentinel"
+    )]
+    pub redis_master: Vec<String>,
+
+    /// Cluster mode: answer a publish only once the primary and this many
+    /// of its replicas hold it (Redis `WAIT`); otherwise `503` with the
+    /// reason. With 1 or more, a failover loses no acknowledged message.
+    #[arg(long, env = "COOP_REDIS_MIN_REPLICAS", default_value_t = 0)]
+    pub redis_min_replicas: usize,
+
+    /// With `--redis-min-replicas`: how long a publish waits for the
+    /// replicas before it is refused.
+    #[arg(
+        long,
+        env = "COOP_REDIS_MIN_REPLICAS_TIMEOUT",
+        default_value = "1s",
+        value_parser = crate::commands::parse_nonzero_duration
+    )]
+    pub redis_min_replicas_timeout: std::time::Duration,
 }
 
 /// A size in bytes: a number with an optional unit, decimal (`kB`, `MB`,
@@ -235,8 +283,8 @@ pub struct HubParts {
     /// Routes of the hub (`/`, `/topics/...`, `/api/...`), merged with the
     /// Animals API's router.
     pub router: axum::Router,
-    /// Health of the hub's backends for `/healthz`: `Err(reason)` when, say,
-    /// Redis is unreachable.
+    /// Readiness of the hub's backends for `/readyz`: `Err(reason)` when,
+    /// say, Redis is unreachable or this node's pub/sub feed is down.
     pub health: Arc<dyn Fn() -> Result<(), String> + Send + Sync>,
     /// Fast path for streaming subscribers: `serve.rs` offers each new
     /// connection to it before hyper; a plain `GET /` or `GET /topics/...`
@@ -313,6 +361,61 @@ impl HubArgs {
     }
 }
 
+impl HubArgs {
+    /// Cluster mode's shards from `--redis` or `--redis-sentinel` and
+    /// `--redis-master`; `None` without either.
+    pub fn cluster(&self) -> Result<Option<hub::cluster::ClusterSpec>, ConfigError> {
+        use hub::cluster::{ClusterSpec, ShardSpec, MAX_SHARDS};
+        let shards: Vec<ShardSpec> = if !self.redis_sentinel.is_empty() {
+            if let Some(bad) = self.redis_sentinel.iter().find(|s| {
+                !s.contains("://")
+                    && s.rsplit_once(':')
+                        .is_none_or(|(_, p)| p.parse::<u16>().is_err())
+            }) {
+                return Err(ConfigError(format!(
+                    "--redis-sentinel {bad:?} is not HOST:PORT"
+                )));
+            }
+            self.redis_master
+                .iter()
+                .map(|m| ShardSpec::Sentinel {
+                    sentinels: self.redis_sentinel.clone(),
+                    master: m.clone(),
+                })
+                .collect()
+        } else {
+            self.redis
+                .iter()
+                .map(|u| ShardSpec::Url(u.clone()))
+                .collect()
+        };
+        if shards.is_empty() {
+            if self.redis_min_replicas > 0 {
+                return Err(ConfigError(
+                    "--redis-min-replicas needs cluster mode (--redis or --redis-sentinel)".into(),
+                ));
+            }
+            return Ok(None);
+        }
+        if shards.len() > MAX_SHARDS {
+            return Err(ConfigError(format!(
+                "{} Redis shards given; at most {MAX_SHARDS}",
+                shards.len()
+            )));
+        }
+        if self.redis_min_replicas_timeout > std::time::Duration::from_secs(60) {
+            return Err(ConfigError(
+                "--redis-min-replicas-timeout is at most 60s".into(),
+            ));
+        }
+        Ok(Some(ClusterSpec {
+            shards,
+            min_replicas: self.redis_min_replicas,
+            wait_timeout: self.redis_min_replicas_timeout,
+        }))
+    }
+}
+
 /// The secret in `path`, without one trailing newline (`\n` or `\r\n`, as
 /// editors and `echo` leave); the rest is kept byte for byte.
 fn read_secret(path: &std::path::Path) -> Result<String, ConfigError> {
@@ -343,7 +446,7 @@ pub async fn build(
     shutdown: CancellationToken,
 ) -> anyhow::Result<HubParts> {
     let config = args.config(bind)?;
-    let storage = match (&args.data_dir, &args.redis) {
+    let storage = match (&args.data_dir, args.cluster()?) {
         (Some(dir), _) => hub::Storage::Sqlite {
             dir: dir.clone(),
             options: hub::store::sqlite::SqliteOptions {
@@ -351,7 +454,7 @@ pub async fn build(
                 ..Default::default()
             },
         },
-        (None, Some(url)) => hub::Storage::Redis { url: url.clone() },
+        (None, Some(spec)) => hub::Storage::Cluster(spec),
         (None, None) => hub::Storage::Memory,
     };
     let hub = hub::Hub::with_storage(config, &storage, shutdown).await?;

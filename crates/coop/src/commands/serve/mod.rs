@@ -1,5 +1,5 @@
 //! `coop serve`: builds one router from the Animals API and the hub, adds
-//! `/healthz` and `/metrics`, and hands it with the two fast paths to the
+//! `/healthz` (liveness), `/readyz` (readiness) and `/metrics`, and hands it with the two fast paths to the
 //! front door (`gate`), which owns every connection: accepting, limits,
 //! timeouts, one head parse, fast paths or hyper, TLS and the drain.
 //!
@@ -276,13 +276,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let direct = (!args.no_direct).then(|| animals::Direct::new(farm.clone(), shutdown.clone()));
     let router = animals::router(farm)
         .merge(hub.router)
+        // Liveness: the process serves requests. A backend's trouble
+        // (Redis down) is not a reason to restart it.
+        .route("/healthz", get(|| async { "ok" }))
+        // Readiness: the backends work and live delivery is whole; `503`
+        // with the reason otherwise (cluster mode: a Redis shard or this
+        // node's pub/sub feed is down, and subscriptions are refused).
         .route(
-            "/healthz",
+            "/readyz",
             get(move || {
                 let health = health.clone();
                 async move {
                     match health() {
-                        Ok(()) => (StatusCode::OK, "ok".to_string()),
+                        Ok(()) => (StatusCode::OK, "ready".to_string()),
                         Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason),
                     }
                 }
