@@ -21,5 +21,6 @@ mod guide;
 mod hub;
 mod kitchen;
 mod operators;
+mod rig;
 mod tls;
 mod web;
