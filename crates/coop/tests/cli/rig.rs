@@ -471,7 +471,15 @@ pub enum Fault {
     Latency(Duration),
     /// Hold every chunk (and so read no more) until the fault changes.
     Stall,
+    /// Hold every chunk going one way until the fault changes; the other
+    /// way passes. (A one-way partition as TCP lives it: what was sent
+    /// arrives, late, once the network heals.)
+    Hold(Dir),
     /// Drop, silently, every chunk going one way; the other way passes.
+    /// (No network does this inside a TCP stream, which would retransmit:
+    /// it is what a peer sees when its requests or answers vanish, and a
+    /// client that goes on using a connection after a timeout goes out of
+    /// step with it.)
     Blackout(Dir),
     /// Reset new connections as soon as they are accepted; current ones
     /// pass.
@@ -657,7 +665,8 @@ async fn pump(
                     break true;
                 }
                 Fault::Blackout(d) => break d != dir,
-                Fault::Stall => {
+                Fault::Hold(d) if d != dir => break true,
+                Fault::Stall | Fault::Hold(_) => {
                     if fault.changed().await.is_err() {
                         return Ok(()); // the proxy is gone
                     }
@@ -799,6 +808,26 @@ fn proxy_stall_holds_bytes_until_released() {
     conn.socket().set_read_timeout(Some(WAIT)).unwrap();
     assert_eq!(conn.read().unwrap(), Resp::Simple("OK".into()));
     assert_eq!(resp(port, &["GET", "held"]).unwrap().text().unwrap(), "1");
+}
+
+#[test]
+fn proxy_hold_delivers_one_way_and_holds_the_other() {
+    let Some((redis, proxy)) = proxied_redis() else {
+        return;
+    };
+    let port = redis.port().unwrap();
+    let mut conn = RespConn::connect(proxy.addr()).unwrap();
+    proxy.set(Fault::Hold(Dir::ToClient));
+    conn.send(&["SET", "held", "1"]).unwrap();
+    wait_until(WAIT, "the command to reach Redis", || {
+        resp(port, &["GET", "held"]).is_ok_and(|r| r.text().as_deref() == Some("1"))
+    });
+    conn.socket().set_read_timeout(Some(QUIET)).unwrap();
+    assert!(conn.read().is_err(), "an answer came through the hold");
+    proxy.set(Fault::Pass);
+    conn.socket().set_read_timeout(Some(WAIT)).unwrap();
+    assert_eq!(conn.read().unwrap(), Resp::Simple("OK".into()));
+    assert!(pong(&mut conn));
 }
 
 #[test]
