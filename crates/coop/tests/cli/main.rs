@@ -12,6 +12,7 @@ mod abuse_time;
 mod animals;
 mod bench;
 mod byhand;
+mod chaos;
 mod cluster;
 mod deploy;
 mod durable;
