@@ -340,6 +340,32 @@ impl HaRig {
         port
     }
 
+    /// Cuts the replication link on the primary's side for good: its
+    /// default user may no longer `SYNC`/`PSYNC` (`ACL SETUSER`, which is
+    /// not replicated and dies with the process), and its replicas are
+    /// disconnected (`CLIENT KILL TYPE replica`). From here on writes are
+    /// on the primary alone, and a `kill -9` loses them with it, as an
+    /// asynchronous replica that lagged would.
+    pub fn cut_replication(&self) {
+        let primary = self.primary_port();
+        let denied = resp(primary, &["ACL", "SETUSER", "default", "-sync", "-psync"]).unwrap();
+        assert_eq!(denied, Resp::Simple("OK".into()));
+        let killed = resp(primary, &["CLIENT", "KILL", "TYPE", "replica"]).unwrap();
+        assert!(matches!(killed, Resp::Int(_)), "CLIENT KILL: {killed:?}");
+    }
+
+    /// Replicas connected to the primary now (`connected_slaves`).
+    pub fn replicas_connected(&self) -> usize {
+        resp(self.primary_port(), &["INFO", "replication"])
+            .ok()
+            .and_then(|r| r.text())
+            .and_then(|info| {
+                let line = info.lines().find(|l| l.starts_with("connected_slaves:"))?;
+                line["connected_slaves:".len()..].trim().parse().ok()
+            })
+            .unwrap_or(0)
+    }
+
     /// Waits (up to [`WAIT`]) until every sentinel names a primary other
     /// than `old` and that server answers as a primary; returns its port.
     pub fn wait_new_primary(&self, old: u16) -> u16 {
@@ -500,6 +526,8 @@ pub enum Dir {
 /// worker thread), shut down on drop with every connection.
 pub struct Proxy {
     addr: SocketAddr,
+    /// Where new connections go ([`Proxy::retarget`]).
+    target: watch::Sender<SocketAddr>,
     fault: watch::Sender<Fault>,
     /// Bumped by [`Proxy::reset`]; every connection open at that moment
     /// is reset.
@@ -521,15 +549,17 @@ impl Proxy {
             .unwrap();
         let (fault, _) = watch::channel(Fault::Pass);
         let (resets, _) = watch::channel(0);
+        let (target, _) = watch::channel(target);
         let live = Arc::new(AtomicUsize::new(0));
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .unwrap();
         let addr = listener.local_addr().unwrap();
         let (f, r, l) = (fault.subscribe(), resets.subscribe(), live.clone());
-        runtime.spawn(accept(listener, target, f, r, l));
+        runtime.spawn(accept(listener, target.subscribe(), f, r, l));
         Proxy {
             addr,
+            target,
             fault,
             resets,
             live,
@@ -543,6 +573,13 @@ impl Proxy {
 
     pub fn set(&self, fault: Fault) {
         self.fault.send_replace(fault);
+    }
+
+    /// Sends new connections to `target` (current ones stay where they
+    /// are: [`Proxy::reset`] them to move everybody, as a virtual address
+    /// moved to a new primary would).
+    pub fn retarget(&self, target: SocketAddr) {
+        self.target.send_replace(target);
     }
 
     /// Resets every current connection: both of its sockets are closed
@@ -567,7 +604,7 @@ impl Drop for Proxy {
 
 async fn accept(
     listener: tokio::net::TcpListener,
-    target: SocketAddr,
+    target: watch::Receiver<SocketAddr>,
     fault: watch::Receiver<Fault>,
     resets: watch::Receiver<u64>,
     live: Arc<AtomicUsize>,
@@ -582,7 +619,8 @@ async fn accept(
         }
         let mut resets = resets.clone();
         resets.mark_unchanged(); // only resets from now on
-        tokio::spawn(relay(client, target, fault.clone(), resets, live.clone()));
+        let to = *target.borrow();
+        tokio::spawn(relay(client, to, fault.clone(), resets, live.clone()));
     }
 }
 
@@ -892,8 +930,16 @@ fn ha_rig_replicates_and_fails_over_twice() {
     wait_until(WAIT, "the write to reach the restarted replica", || {
         resp(first, &["GET", "k"]).is_ok_and(|r| r.text().as_deref() == Some("v2"))
     });
+    assert_eq!(rig.replicas_connected(), 1);
+
+    // With the link cut, a write on the primary dies with it.
+    rig.cut_replication();
+    assert_eq!(rig.replicas_connected(), 0);
+    resp(second, &["SET", "alone", "1"]).unwrap();
     assert_eq!(rig.kill9_primary(), second);
     let third = rig.wait_new_primary(second);
     assert_eq!(third, first, "logs:\n{}", rig.logs());
+    assert_eq!(resp(third, &["GET", "k"]).unwrap().text().unwrap(), "v2");
+    assert_eq!(resp(third, &["GET", "alone"]).unwrap(), Resp::Bulk(None));
     assert_eq!(role(third), "master");
 }
