@@ -85,7 +85,9 @@ impl HistoryReader {
     /// Looks at the first message after `after` of each topic (one message
     /// each, dropped at once) and reports the gaps: topics that lost
     /// messages after `after` to retention or eviction. With `after` of
-    /// `None` (`?since=all`) nothing is a gap. With `through`, history
+    /// `None` (`?since=all`) only a loss inside what is still held (a
+    /// recorded loss above a retained message: a failover) is a gap,
+    /// reported from id 0. With `through`, history
     /// stops at that id (see the field).
     pub async fn open(
         store: Arc<dyn Store>,
@@ -98,10 +100,17 @@ impl HistoryReader {
         let mut list = Vec::with_capacity(topics.len());
         for topic in topics {
             let first = store.read_page(&topic, after, 1).await?;
-            if let (Some(after), Some(dropped)) = (after, first.dropped_through) {
-                if dropped > after {
+            match (after, first.dropped_through, first.messages.first()) {
+                (Some(after), Some(dropped), _) if dropped > after => {
                     note_gap(&mut gaps, &topic, after, dropped);
                 }
+                // From the start: retention removes the oldest, which is no
+                // gap; but a loss recorded above a message still held (a
+                // failover in cluster mode) is one inside the history.
+                (None, Some(dropped), Some(m)) if dropped > m.id => {
+                    note_gap(&mut gaps, &topic, MessageId(0), dropped);
+                }
+                _ => {}
             }
             if let Some(m) = first.messages.first() {
                 if through.is_none_or(|t| m.id <= t) {

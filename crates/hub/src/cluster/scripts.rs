@@ -38,7 +38,10 @@ else
     local drop = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', len - max + 1)
     local through = string.match(drop[#drop][1], '^(%d+)')
     redis.call('XTRIM', KEYS[2], 'MAXLEN', max - 1)
-    redis.call('HSET', KEYS[4], ARGV[1], through)
+    local old = redis.call('HGET', KEYS[4], ARGV[1])
+    if (not old) or tonumber(old) < tonumber(through) then
+      redis.call('HSET', KEYS[4], ARGV[1], through)
+    end
   end
   redis.call('XADD', KEYS[2], ids .. '-0', 't', ms, 'b', ARGV[2])
 end
