@@ -46,12 +46,14 @@
 //!    answers new ones `503` (`/readyz` says why) until every feed is back:
 //!    a subscriber is told, never left waiting on a feed that may have lost
 //!    messages;
-//! 2. on reconnecting, before anything else, tells the (maybe new)
-//!    primary what it saw ([`scripts::RECONCILE`]): every topic whose
-//!    newest id the primary lacks had messages lost with the old primary,
-//!    and the loss is recorded as retention records one, so a subscriber
-//!    resuming from before it gets a `gap` notice naming the ids;
-//! 3. starts delivering again from a clean cut.
+//! 2. stops using the shard's connection at once (commands fail fast with
+//!    `503`), and on reconnecting, before its store may use the new
+//!    connection, tells the (maybe new) primary what it saw
+//!    ([`scripts::RECONCILE`]): every topic whose newest id seen here the
+//!    primary lacks had messages lost with the old primary, and the loss is
+//!    recorded as retention records one, so a subscriber resuming from
+//!    before it gets a `gap` notice naming the ids;
+//! 3. starts delivering again from a clean cut (`broker.rs`).
 //!
 //! With `--redis-min-replicas N`, a publish is answered only once the
 //! primary and N replicas have it (`WAIT`); otherwise `503` with the
@@ -66,9 +68,11 @@
 //!   is for.
 //! - While any shard's feed is down, this node serves no subscriptions
 //!   (publishes to other shards go on): one merged order needs every feed.
-//! - Catch-up and age pruning walk every topic of a shard in one script:
-//!   fine for thousands of topics, a pause of Redis for hundreds of
-//!   thousands.
+//! - Age pruning walks every topic of a shard in one script, and a
+//!   reconnect sends the newest id of every topic the node saw: fine for
+//!   thousands of topics, a pause of Redis for hundreds of thousands.
+//! - Passwords for Sentinel-found primaries are not supported yet (a
+//!   sentinel given as a `redis://` URL may carry its own).
 
 pub mod broker;
 pub mod redact;
