@@ -12,13 +12,16 @@
 //! page of messages plus 24 bytes per topic it reads (bounded by
 //! `--max-topics`), whatever the size of the history.
 //!
-//! Ids are assigned in commit order and a store never shows a message
-//! before every smaller id is visible, so "the smallest next id of each
-//! topic" merges correctly even while publishes go on: anything committed
-//! during the read has an id above everything read so far. The reader ends
-//! when every topic is exhausted; live delivery (registered before the
-//! first read) covers what comes after, and the seam skips ids already
-//! sent (`Subscription::skip_through`).
+//! The reader stops at a bound (`through`): the largest id whose live
+//! delivery had begun when the subscription was registered
+//! (`Rings::history_bound`). Everything at or below it is in the store;
+//! everything above it reaches the subscription through its rings. Without
+//! the bound, topics read one after the other could race publishes: topic
+//! `a` read (nothing), then `a` gets id 5 and `b` id 6, then `b` read (6):
+//! the seam would skip 5. With it, both come live. The seam skips ids
+//! already sent (`Subscription::skip_through`). In sharded cluster mode,
+//! where ids of different shards are not committed in id order, the same
+//! bound is what makes one id resume exactly.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -63,10 +66,8 @@ pub struct HistoryReader {
     /// so that a page dropped half-way (a transport selecting on other
     /// events) loses nothing; the next call reads it again.
     current: Option<Reverse<(MessageId, usize)>>,
-    /// Nothing above this id is read (live delivery has it): set when the
-    /// store's ids are not in commit order across topics (sharded cluster
-    /// mode), where "committed during the read" no longer means "above
-    /// everything read".
+    /// Nothing above this id is read (live delivery has it; see the
+    /// module docs).
     through: Option<MessageId>,
 }
 

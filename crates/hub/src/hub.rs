@@ -376,6 +376,11 @@ impl Hub {
             budget,
         );
         let Backend { store, broker } = backend(&config, rings.clone());
+        // A durable store's history is all delivered, as far as
+        // subscriptions made from now on are concerned.
+        if let Some(last) = store.last_id() {
+            rings.raise_high_water(last);
+        }
         let auth = config.auth_secret.as_deref().map(|s| {
             if s.len() < crate::auth::MIN_SECRET_LEN {
                 tracing::warn!(
@@ -537,11 +542,9 @@ impl Hub {
             .broker
             .ready()
             .map_err(|reason| HubError::Unavailable(format!("{reason}; retry later")))?;
-        let through = self
-            .inner
-            .broker
-            .bounds_history()
-            .then(|| self.inner.rings.high_water());
+        // History up to what live delivery has begun to hand out; the rest
+        // comes through the rings this subscription is registered in.
+        let through = Some(self.inner.rings.history_bound());
         let after = match since {
             Since::Live => {
                 return Ok(Opened {

@@ -62,6 +62,11 @@ struct Registry {
     patterns: Mutex<Vec<(Pattern, Weak<SubShared>)>>,
     /// Largest id delivered so far (see "Ordering" above).
     high_water: AtomicU64,
+    /// Largest id whose delivery has begun: raised before a batch is
+    /// pushed (the high water is raised after). A subscription made now
+    /// will find every larger id in its rings, so history is read up to
+    /// this and no further ([`Rings::history_bound`]).
+    begun: AtomicU64,
     /// Bumped by [`Rings::interrupt`]: a subscription made under an older
     /// value is ended (its broker lost messages it may have needed).
     epoch: AtomicU64,
@@ -172,6 +177,7 @@ impl Rings {
                 topics: Mutex::new(HashMap::new()),
                 patterns: Mutex::new(Vec::new()),
                 high_water: AtomicU64::new(0),
+                begun: AtomicU64::new(0),
                 epoch: AtomicU64::new(0),
                 interrupted_why: Mutex::new(String::new()),
                 capacity: capacity.max(1),
@@ -237,10 +243,21 @@ impl Rings {
     }
 
     /// Declares everything up to `id` delivered, with nothing to deliver:
-    /// a broker starting from a clean cut (cluster mode, after an
-    /// interruption, when no subscription is left to miss anything).
+    /// a durable store's last id at start, or a broker starting from a
+    /// clean cut (cluster mode, after an interruption, when no subscription
+    /// is left to miss anything).
     pub fn raise_high_water(&self, id: MessageId) {
+        self.inner.begun.fetch_max(id.0, Ordering::AcqRel);
         self.inner.high_water.fetch_max(id.0, Ordering::AcqRel);
+    }
+
+    /// Read after a subscription is registered: the id up to which its
+    /// history must be read from the store, every larger id being on its
+    /// way through its rings. (Reading history without this bound, topic
+    /// after topic, could take a message of a later topic and skip an
+    /// older one of an earlier topic committed in between.)
+    pub fn history_bound(&self) -> MessageId {
+        MessageId(self.inner.begun.load(Ordering::Acquire))
     }
 
     /// Hands a committed batch to local subscribers. Must be called in id
@@ -248,6 +265,7 @@ impl Rings {
     /// contract). Never blocks on a subscriber.
     pub fn deliver(&self, batch: &[Arc<Message>]) {
         let Some(last) = batch.last() else { return };
+        self.inner.begun.fetch_max(last.id.0, Ordering::AcqRel);
         let mut wake: Vec<Arc<Vec<Arc<SubShared>>>> = Vec::with_capacity(batch.len());
         for msg in batch {
             let Some(ring) = self.ring_for_delivery(&msg.topic) else {

@@ -39,11 +39,4 @@ pub trait Broker: Send + Sync + 'static {
     fn ready(&self) -> Result<(), String> {
         Ok(())
     }
-
-    /// Whether a resuming subscriber must read history only up to the
-    /// rings' high water and take the rest live: true when ids are not
-    /// assigned in one commit order (several shards).
-    fn bounds_history(&self) -> bool {
-        false
-    }
 }

@@ -35,9 +35,8 @@
 //! ticks every shard with the cut as floor (so that every later id of
 //! every shard is above it) and waits for those ticks to come back through
 //! the feeds. Then it raises the rings' high water to the cut and is ready:
-//! subscriptions made from then on read history up to the high water
-//! (`Broker::bounds_history` with several shards) and live delivery above
-//! it. Nothing is lost at the seam and nothing is sent twice, whatever
+//! subscriptions made from then on read history up to it
+//! (`Rings::history_bound`) and live delivery above it. Nothing is lost at the seam and nothing is sent twice, whatever
 //! the feeds missed while they were down.
 //!
 //! The tasks stop when the broker is dropped (the hub is gone).
@@ -72,7 +71,6 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(2);
 pub struct ClusterBroker {
     /// `Some(reason)` while not ready.
     status: Arc<Mutex<Option<String>>>,
-    shards: usize,
     _stop: DropGuard,
 }
 
@@ -92,7 +90,6 @@ impl ClusterBroker {
         tokio::spawn(merger.run(rx, stop.clone()));
         ClusterBroker {
             status,
-            shards: cluster.len(),
             _stop: stop.drop_guard(),
         }
     }
@@ -108,10 +105,6 @@ impl Broker for ClusterBroker {
             Some(reason) => Err(reason.clone()),
             None => Ok(()),
         }
-    }
-
-    fn bounds_history(&self) -> bool {
-        self.shards > 1
     }
 }
 
