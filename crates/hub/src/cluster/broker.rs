@@ -40,6 +40,20 @@
 //! the feeds missed while they were down.
 //!
 //! The tasks stop when the broker is dropped (the hub is gone).
+//!
+//! # Limits
+//!
+//! - The publisher's own node delivers its message when it comes back
+//!   through pub/sub (and, with several shards, once the others' marks
+//!   pass it: a tick's round trip when they are idle), so a fraction of a
+//!   millisecond after the publish was answered. A shutdown in that
+//!   instant ends a subscriber before the message: it is in history, and
+//!   the subscriber gets it when it resumes with its last id.
+//! - redis-rs buffers pub/sub messages in an unbounded channel between its
+//!   connection task and the feed; the feed and the merger drain it
+//!   without waiting on subscribers (the fan-out never blocks), and while
+//!   a feed is down the merger drops what the others send (subscribers
+//!   resume from history), so it stays short.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
