@@ -322,8 +322,8 @@ struct ShardState {
     queue: VecDeque<Arc<Message>>,
     /// Every message of the shard up to here has been received.
     mark: u64,
-    /// A tick asked for with this floor, not back yet.
-    tick: Option<u64>,
+    /// A tick asked for with this floor, not back yet, and when.
+    tick: Option<(u64, std::time::Instant)>,
 }
 
 struct Merger {
@@ -369,10 +369,16 @@ impl Merger {
     }
 
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Feed>, stop: CancellationToken) {
+        let mut check = tokio::time::interval(COMMAND_TIMEOUT / 4);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let first = tokio::select! {
                 _ = stop.cancelled() => return,
                 f = rx.recv() => match f { Some(f) => f, None => return },
+                _ = check.tick() => {
+                    self.check_ticks();
+                    continue;
+                }
             };
             self.handle(first);
             // Take what else is already waiting before delivering.
@@ -444,7 +450,7 @@ impl Merger {
                         Item::Tick(at) => st.mark = st.mark.max(at),
                     }
                 }
-                if st.tick.is_some_and(|f| st.mark >= f) {
+                if st.tick.is_some_and(|(f, _)| st.mark >= f) {
                     st.tick = None;
                 }
             }
@@ -531,9 +537,26 @@ impl Merger {
         self.floor.fetch_max(last, Ordering::AcqRel);
     }
 
+    /// A tick that ran but never came back through the feed within the
+    /// command timeout means the feed does not hear the primary the
+    /// commands reach (an address that moved between the two
+    /// connections): that shard reconnects both.
+    fn check_ticks(&mut self) {
+        for i in 0..self.shards.len() {
+            if let Some((_, asked)) = self.shards[i].tick {
+                if asked.elapsed() > COMMAND_TIMEOUT {
+                    let shard = &self.cluster.shards[i];
+                    tracing::warn!(shard = i, redis = %shard.shown, "a tick did not come back through pub/sub; reconnecting");
+                    self.shards[i].tick = None;
+                    shard.reconnect();
+                }
+            }
+        }
+    }
+
     /// Asks shard `i` to publish a tick at or above `floor`.
     fn ask_tick(&mut self, i: usize, floor: u64) {
-        self.shards[i].tick = Some(floor);
+        self.shards[i].tick = Some((floor, std::time::Instant::now()));
         let shard = self.cluster.shards[i].clone();
         let script = self.tick_script.clone();
         let tx = self.tx.clone();

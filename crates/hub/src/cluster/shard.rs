@@ -305,6 +305,20 @@ impl Shard {
         }
     }
 
+    /// Drops the installed link and makes the feed reconnect: the feed
+    /// does not hear what the commands do (a tick never came back).
+    pub(crate) fn reconnect(&self) {
+        let generation = self
+            .link
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|l| l.generation);
+        if let Some(generation) = generation {
+            self.broke(generation);
+        }
+    }
+
     /// Resolves when a command found the installed link broken.
     pub(crate) async fn broken(&self) {
         self.broken.notified().await;
