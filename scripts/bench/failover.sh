@@ -10,7 +10,9 @@
 # Prints, per node, the time from each primary's death to the first publish
 # acknowledged through it (median, max; goal: under 5 s), and the account:
 # acknowledged, delivered, duplicated, reported as gap, silently missing.
-# The release build is measured. Bounded: the run is stopped after LIMIT
+# The release build is measured (PROFILE=dev measures the debug build:
+# the recovery time is the sentinels' and the nodes' timers, not code
+# speed). Bounded: the run is stopped after LIMIT
 # (default 30 min); the log is kept in $OUT/failover.log.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -19,11 +21,13 @@ LIMIT="${LIMIT:-30m}"
 mkdir -p "$OUT"
 export CHAOS_KILLS="${1:-50}" CHAOS_MIN_REPLICAS="${2:-0}"
 cd "$ROOT"
-cargo test --release -p coop --test cli --no-run
+PROFILE="${PROFILE:-release}"
+if [ "$PROFILE" = release ]; then PFLAG=(--release); else PFLAG=(); fi
+cargo test "${PFLAG[@]}" -p coop --test cli --no-run
 echo "failover: $CHAOS_KILLS kills, min replicas $CHAOS_MIN_REPLICAS (log: $OUT/failover.log)" >&2
 status=0
 timeout --kill-after=30s "$LIMIT" \
-  cargo test --release -p coop --test cli chaos::failover_figures -- \
+  cargo test "${PFLAG[@]}" -p coop --test cli chaos::failover_figures -- \
   --ignored --exact --nocapture > "$OUT/failover.log" 2>&1 || status=$?
 # The figures and the account (the per-round lines stay in the log).
 grep -E '^chaos .*(node [0-9]: kill|acknowledged|subscriber|figures)' "$OUT/failover.log" || true
