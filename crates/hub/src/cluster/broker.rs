@@ -137,6 +137,8 @@ enum Feed {
 enum Item {
     Message(Arc<Message>),
     Tick(u64),
+    /// A node recorded messages lost with an old primary (`lost {n}`).
+    Lost,
 }
 
 // ---------------------------------------------------------------- feeds
@@ -208,7 +210,11 @@ async fn session(
         .iter()
         .map(|(t, id)| (t.as_str(), id.to_string()))
         .collect();
-    let mut args: Vec<&[u8]> = vec![floor_now.as_bytes(), shard.keys.stream_prefix.as_bytes()];
+    let mut args: Vec<&[u8]> = vec![
+        floor_now.as_bytes(),
+        shard.keys.stream_prefix.as_bytes(),
+        shard.keys.channel.as_bytes(),
+    ];
     for (t, id) in &pairs {
         args.push(t.as_bytes());
         args.push(id.as_bytes());
@@ -287,6 +293,9 @@ async fn session(
 /// Parses a pub/sub payload: `{id} {time_ms} {topic}\n{body}`, or
 /// `tick {seq}`.
 fn parse(payload: &[u8]) -> Option<Item> {
+    if payload.starts_with(b"lost ") {
+        return Some(Item::Lost);
+    }
     if let Some(rest) = payload.strip_prefix(b"tick ") {
         return Some(Item::Tick(std::str::from_utf8(rest).ok()?.parse().ok()?));
     }
@@ -438,6 +447,7 @@ impl Merger {
             }
             Feed::Chunk { shard, items } => {
                 let live = self.phase != Phase::Down;
+                let mut lost = false;
                 let st = &mut self.shards[shard];
                 for item in items {
                     match item {
@@ -448,10 +458,20 @@ impl Merger {
                             }
                         }
                         Item::Tick(at) => st.mark = st.mark.max(at),
+                        Item::Lost => lost = true,
                     }
                 }
                 if st.tick.is_some_and(|(f, _)| st.mark >= f) {
                     st.tick = None;
+                }
+                if lost && self.phase == Phase::Live {
+                    // Still ready: the resumes will hear of the loss.
+                    let why = format!(
+                        "redis shard {shard} ({}): a failover lost messages; resume to be told which",
+                        self.cluster.shards[shard].shown
+                    );
+                    tracing::warn!(%why, "interrupting subscriptions");
+                    self.rings.interrupt(&why);
                 }
             }
             Feed::TickFailed { shard } => self.shards[shard].tick = None,
@@ -596,5 +616,6 @@ mod tests {
         assert!(parse(b"x 1 t\nbody").is_none());
         assert!(matches!(parse(b"tick 77"), Some(Item::Tick(77))));
         assert!(parse(b"tick x").is_none());
+        assert!(matches!(parse(b"lost 2"), Some(Item::Lost)));
     }
 }

@@ -49,10 +49,14 @@
 //! 2. stops using the shard's connection at once (commands fail fast with
 //!    `503`), and on reconnecting, before its store may use the new
 //!    connection, tells the (maybe new) primary what it saw
-//!    ([`scripts::RECONCILE`]): every topic whose newest id seen here the
-//!    primary lacks had messages lost with the old primary, and the loss is
-//!    recorded as retention records one, so a subscriber resuming from
-//!    before it gets a `gap` notice naming the ids;
+//!    ([`scripts::RECONCILE`]): every topic whose newest id seen here
+//!    (delivered, or acknowledged to a publisher) the primary lacks had
+//!    messages lost with the old primary, and the loss is recorded as
+//!    retention records one, so a subscriber resuming from before it gets
+//!    a `gap` notice naming the ids; the primary then tells every node
+//!    (`lost` on the channel), and each ends its subscriptions again, so
+//!    that one which resumed on another node before this one had spoken
+//!    resumes once more and hears of it;
 //! 3. starts delivering again from a clean cut (`broker.rs`).
 //!
 //! With `--redis-min-replicas N`, a publish is answered only once the
@@ -62,10 +66,10 @@
 //!
 //! # What is left
 //!
-//! - A message no node saw and no replica received (the primary died
-//!   between its append and both) cannot be reported: with N = 0 its
-//!   publisher may have had `ok`. That is what `--redis-min-replicas`
-//!   is for.
+//! - A message acknowledged to a publisher whose node then died too, that
+//!   no other node's feed delivered and no replica received, cannot be
+//!   reported: nobody left knows it existed. That is what
+//!   `--redis-min-replicas` is for.
 //! - While any shard's feed is down, this node serves no subscriptions
 //!   (publishes to other shards go on): one merged order needs every feed.
 //! - Age pruning walks every topic of a shard in one script, and a

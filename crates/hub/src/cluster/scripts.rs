@@ -140,21 +140,25 @@ return ws
 
 /// What a node knows against what a (possibly newly promoted) primary
 /// holds. KEYS: seq, topics, dropped, last, forgotten. ARGV: floor, the
-/// streams' key prefix, then pairs of topic and the largest id the node
-/// saw of it. Raises `seq` to `floor` (ids never go back). For every topic
+/// streams' key prefix, the channel, then pairs of topic and the largest
+/// id the node saw of it (delivered, or acknowledged to its publishers). Raises `seq` to `floor` (ids never go back). For every topic
 /// whose stream lacks that id though retention did not remove it (it is
 /// above `dropped` and `forgotten`), the message was lost with the old
 /// primary: the loss is recorded as retention records one (`dropped`
 /// through that id), so a subscriber resuming from before it gets a gap
 /// notice instead of silence. (The check looks for the id itself, not at
 /// the newest id, so publishes another node made on the new primary first
-/// do not hide the loss.) Returns how many topics had lost messages.
+/// do not hide the loss.) When anything was lost it publishes `lost {n}`
+/// on the channel, so that every node ends its subscriptions, whose
+/// resumes then hear of it: another node may have served them from this
+/// primary before this one had said what it knew. Returns how many topics
+/// had lost messages.
 pub const RECONCILE: &str = r#"
 local seq = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tonumber(ARGV[1]) > seq then redis.call('SET', KEYS[1], ARGV[1]) end
 local forgotten = tonumber(redis.call('GET', KEYS[5]) or '0')
 local lost = 0
-for i = 3, #ARGV - 1, 2 do
+for i = 4, #ARGV - 1, 2 do
   local name = ARGV[i]
   local known = tonumber(ARGV[i + 1])
   local d = tonumber(redis.call('HGET', KEYS[3], name) or '0')
@@ -169,5 +173,6 @@ for i = 3, #ARGV - 1, 2 do
     end
   end
 end
+if lost > 0 then redis.call('PUBLISH', ARGV[3], 'lost ' .. lost) end
 return lost
 "#;

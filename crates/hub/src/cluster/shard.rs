@@ -135,8 +135,8 @@ pub(crate) struct Shard {
     min_replicas: usize,
     wait_timeout: Duration,
     pub(crate) health: Health,
-    /// The newest id this node saw of each topic of this shard, from its
-    /// feed: checked against a primary at every reconnect, so that what a
+    /// The newest id this node saw of each topic of this shard (from its
+    /// feed, or acknowledged to a publisher): checked against a primary at every reconnect, so that what a
     /// promoted replica lost is recorded as a gap (`scripts::RECONCILE`).
     /// At most `max_known` entries: past it, the oldest half is forgotten
     /// (those topics' losses then go unrecorded unless another node knows

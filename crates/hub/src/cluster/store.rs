@@ -163,6 +163,12 @@ impl Store for ClusterStore {
                 StoreError::Unavailable("redis returned no id for the publish".into())
             })?;
             self.floor.fetch_max(id, Ordering::AcqRel);
+            // Acknowledged by this primary: if a failover loses it before
+            // any node's feed delivered it, this node's reconciliation
+            // still records the loss (the link is only ever one the feed
+            // has reconciled, so this id is never of a primary that
+            // replaced the one it checked).
+            shard.saw(&topic, id);
             // The message as the publisher's node knows it; subscribers get
             // the copy that comes back through pub/sub (same id and text).
             Ok(Arc::new(Message::new(
