@@ -370,7 +370,7 @@ impl HaRig {
     /// than `old` and that server answers as a primary; returns its port.
     pub fn wait_new_primary(&self, old: u16) -> u16 {
         let mut new = None;
-        wait_until(WAIT, &format!("the sentinels to replace {old}"), || {
+        wait_until(WAIT * 2, &format!("the sentinels to replace {old}"), || {
             let views = self.sentinel_views();
             new = views[0].filter(|&p| p != old);
             new.is_some_and(|p| views.iter().all(|v| *v == Some(p)) && role(p) == "master")
@@ -400,7 +400,7 @@ impl HaRig {
     /// other sentinels, and sees a replica that is up and linked to it.
     pub fn wait_settled(&self) {
         let name = self.name.clone();
-        wait_until(WAIT, "the sentinels to settle", || {
+        wait_until(WAIT * 2, "the sentinels to settle", || {
             let views = self.sentinel_views();
             let Some(primary) = views[0] else {
                 return false;
@@ -475,7 +475,7 @@ fn wait_accepting(port: u16) {
 /// Waits until the replica on `port` has a live link to its primary (its
 /// first full sync done).
 fn wait_in_sync(port: u16) {
-    wait_until(WAIT, &format!("the replica on {port} to sync"), || {
+    wait_until(WAIT * 2, &format!("the replica on {port} to sync"), || {
         resp(port, &["INFO", "replication"])
             .ok()
             .and_then(|r| r.text())
