@@ -392,6 +392,15 @@ impl HaRig {
             .unwrap_or_else(|| panic!("{port} is not a server of the rig"));
         assert!(slot.1.is_none(), "{port} is running");
         slot.1 = Some(child);
+        // A cut (`cut_replication`) denies syncing on the server it was
+        // made on; if the sentinels made that server primary again (a
+        // failover of their own, under load), it would refuse this
+        // replica for ever. Every live server allows it again.
+        for (p, child) in &self.data {
+            if child.is_some() {
+                let _ = resp(*p, &["ACL", "SETUSER", "default", "+sync", "+psync"]);
+            }
+        }
         wait_in_sync(port);
         self.wait_settled();
     }
