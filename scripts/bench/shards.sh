@@ -33,7 +33,7 @@ cpu() { # user+sys seconds of the redis on port $1
 spread() { # max/min of the shards' topic counts
   local counts=()
   for p in "$@"; do counts+=("$(redis-cli -p "$p" SCARD coop:topics)"); done
-  python3 -c 'import sys; c=[int(x) for x in sys.argv[1:]]; print(f"{max(c)/max(1,min(c)):.3f} ({",".join(map(str,c))})")' "${counts[@]}"
+  python3 -c 'import sys; c=[int(x) for x in sys.argv[1:]]; print("%.3f (%s)" % (max(c)/max(1,min(c)), ",".join(map(str,c))))' "${counts[@]}"
 }
 
 for n in $COUNTS; do

@@ -76,6 +76,9 @@ use crate::message::{Message, MessageId, TopicName};
 pub const CHUNK: usize = 512;
 /// How often a pub/sub connection is checked with a `PING`.
 pub const PING_EVERY: Duration = Duration::from_secs(1);
+/// How long a message may wait on another shard's mark before that shard
+/// is asked for a tick (with one shard nothing ever waits).
+pub const TICK_AFTER: Duration = Duration::from_millis(1);
 /// First and largest pause between reconnection attempts.
 pub const BACKOFF_MIN: Duration = Duration::from_millis(50);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(2);
@@ -345,6 +348,10 @@ struct Merger {
     phase: Phase,
     /// Largest id delivered (or declared so at a cut).
     delivered: u64,
+    /// The smallest queued message's id, and since when it has waited on
+    /// another shard's mark.
+    /// Whether its ticks were asked for.
+    waiting_since: Option<(u64, std::time::Instant, bool)>,
     tick_script: Arc<Script>,
 }
 
@@ -373,6 +380,7 @@ impl Merger {
             shards,
             phase: Phase::Down,
             delivered: 0,
+            waiting_since: None,
             tick_script: Arc::new(Script::new(scripts::TICK)),
         }
     }
@@ -381,11 +389,21 @@ impl Merger {
         let mut check = tokio::time::interval(COMMAND_TIMEOUT / 4);
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let due = self.tick_due();
             let first = tokio::select! {
                 _ = stop.cancelled() => return,
                 f = rx.recv() => match f { Some(f) => f, None => return },
                 _ = check.tick() => {
                     self.check_ticks();
+                    continue;
+                }
+                _ = async {
+                    match due {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    self.advance();
                     continue;
                 }
             };
@@ -416,6 +434,7 @@ impl Merger {
                     self.rings.interrupt(&why);
                 }
                 self.phase = Phase::Down;
+                self.waiting_since = None;
                 let st = &mut self.shards[shard];
                 st.joined = false;
                 for st in &mut self.shards {
@@ -474,7 +493,11 @@ impl Merger {
                     self.rings.interrupt(&why);
                 }
             }
-            Feed::TickFailed { shard } => self.shards[shard].tick = None,
+            Feed::TickFailed { shard } => {
+                self.shards[shard].tick = None;
+                // Ask again after another wait.
+                self.waiting_since = None;
+            }
         }
     }
 
@@ -535,12 +558,40 @@ impl Merger {
             .iter()
             .filter_map(|s| s.queue.front().map(|m| m.id.0))
             .min();
-        if let Some(head) = waiting {
-            for i in 0..self.shards.len() {
-                if self.shards[i].mark < head && self.shards[i].tick.is_none() {
-                    self.ask_tick(i, head);
-                }
+        let Some(head) = waiting else {
+            self.waiting_since = None;
+            return;
+        };
+        // Under steady traffic the other shards' own messages move their
+        // marks within a moment: ask for ticks only once the head has
+        // waited [`TICK_AFTER`], so that ticks cost Redis work only where a
+        // shard is quiet.
+        let now = std::time::Instant::now();
+        let since = match self.waiting_since {
+            Some((id, _, true)) if id == head => return, // asked already
+            Some((id, since, false)) if id == head => since,
+            _ => {
+                self.waiting_since = Some((head, now, false));
+                now
             }
+        };
+        if now.duration_since(since) < TICK_AFTER {
+            return;
+        }
+        self.waiting_since = Some((head, since, true));
+        for i in 0..self.shards.len() {
+            if self.shards[i].mark < head && self.shards[i].tick.is_none() {
+                self.ask_tick(i, head);
+            }
+        }
+    }
+
+    /// When [`advance`](Merger::advance) should look again at a waiting
+    /// message, if one waits.
+    fn tick_due(&self) -> Option<tokio::time::Instant> {
+        match self.waiting_since {
+            Some((_, since, false)) => Some(tokio::time::Instant::from_std(since + TICK_AFTER)),
+            _ => None,
         }
     }
 
