@@ -344,7 +344,9 @@ impl Client {
                     target.push('?');
                     target.push_str(query);
                 }
-                match tokio::time::timeout(timeout, conns.get(&target)).await {
+                // Boxed, as the other path: a request's future holds only
+                // the state of the path it takes.
+                match Box::pin(tokio::time::timeout(timeout, conns.get(&target))).await {
                     Err(_) => Err(Failed::timeout(timeout)),
                     Ok(Err(trouble)) => Err(Failed {
                         retry: trouble.connect || !matches!(trouble.error, Error::Transport(_)),
@@ -354,8 +356,8 @@ impl Client {
                     Ok(Ok(answer)) => Ok(answer),
                 }
             }
-            // Boxed: reqwest's futures are large, and every request's
-            // future is as large as the larger of the two paths.
+            // Boxed: reqwest's futures are large, and unboxed every
+            // request's future would be as large as the larger path.
             Transport::Reqwest(pools) => {
                 Box::pin(Self::attempt_reqwest(
                     &pools[index % pools.len()],
