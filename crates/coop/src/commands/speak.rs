@@ -59,8 +59,9 @@ pub struct SpeakArgs {
     pub sequential: bool,
 
     /// Requests in flight at most. The default lets 10,000 animals go at
-    /// once (over HTTP/1.1 that is one connection each: mind `ulimit -n`,
-    /// or use `--http2`).
+    /// once (over HTTP/1.1 that is one connection each: the soft limit on
+    /// open files is lifted as far as `ulimit -Hn` allows; or use
+    /// `--http2`).
     #[arg(long, short = 'c', default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub concurrency: u32,
 
