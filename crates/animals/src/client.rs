@@ -1,8 +1,13 @@
 //! The client behind `coop speak`: asks a farm for many animals at once and
 //! hands back the answers in the order they were asked.
 //!
-//! - One shared `reqwest::Client`, so every request reuses one connection
-//!   pool (the talk's `aiohttp.ClientSession`).
+//! - One set of connections shared by every request (the talk's
+//!   `aiohttp.ClientSession`). Over plain `http://` and HTTP/1.1 (the
+//!   default) that is coop's own lean path ([`crate::h1`]): a socket, a
+//!   small buffer while bytes arrive and a parser state per connection,
+//!   driven by the request's own future, at most `concurrency` of them.
+//!   With `--http2` (h2c prior knowledge) or over `https://`, requests go
+//!   through reqwest (hyper, rustls), multiplexed over a few connections.
 //! - At most [`ClientConfig::concurrency`] requests in flight.
 //!   [`Client::speak`] is a stream built with `buffered(n)`: it starts
 //!   requests in input order, keeps at most `n` running or finished-but-
@@ -27,6 +32,7 @@ use futures::{Stream, StreamExt};
 use reqwest::Url;
 
 use crate::error::Error;
+use crate::h1;
 
 /// Longest `Retry-After` the client honours; a server asking for more gets
 /// this much, so a misconfigured server cannot stall a run for hours.
@@ -172,15 +178,33 @@ pub fn says(name: &str, sound: &str) -> String {
     format!("The {name} says \"{sound}\".")
 }
 
-/// A cheap `Clone` handle on one connection pool and its settings.
+/// A cheap `Clone` handle on one set of connections and its settings.
 #[derive(Debug, Clone)]
 pub struct Client {
-    /// One pool for HTTP/1.1 (it opens connections as needed); with
-    /// HTTP/2 prior knowledge, `http2_connections` pools of one
-    /// connection each, used round-robin by input position.
-    http: Arc<[reqwest::Client]>,
+    transport: Transport,
     base: Arc<Url>,
     config: Arc<ClientConfig>,
+}
+
+/// What carries the requests.
+#[derive(Debug, Clone)]
+enum Transport {
+    /// Plain `http://` over HTTP/1.1: coop's own connections, one request
+    /// at a time each.
+    H1(Arc<h1::Conns>),
+    /// `https://`, or HTTP/2 prior knowledge: reqwest. Over https one
+    /// pool; with HTTP/2 prior knowledge, `http2_connections` pools of one
+    /// connection each, used round-robin by input position.
+    Reqwest(Arc<[reqwest::Client]>),
+}
+
+/// One answer, of any status, from either transport.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub status: u16,
+    /// `Retry-After` in seconds, as sent.
+    pub retry_after_secs: Option<u64>,
+    pub body: String,
 }
 
 /// One failed attempt and whether another may follow.
@@ -188,6 +212,17 @@ struct Failed {
     error: Error,
     retry: bool,
     retry_after: Option<Duration>,
+}
+
+impl Failed {
+    /// A timeout is not retried: the attempt already took the whole budget.
+    fn timeout(timeout: Duration) -> Failed {
+        Failed {
+            error: Error::Timeout(timeout),
+            retry: false,
+            retry_after: None,
+        }
+    }
 }
 
 impl Client {
@@ -204,32 +239,27 @@ impl Client {
         if base.cannot_be_a_base() {
             return Err(bad("it cannot take a path"));
         }
-        // Shared by every pool, so the pacing of connects is global.
-        let connecting =
-            tower::limit::GlobalConcurrencyLimitLayer::new(config.max_connecting.max(1));
-        let pools = if config.http2_prior_knowledge {
-            let needed = config.concurrency.div_ceil(H2_STREAMS_PER_CONNECTION);
-            config
-                .http2_connections
-                .max(needed)
-                .clamp(1, MAX_H2_CONNECTIONS)
+        let transport = if base.scheme() == "http" && !config.http2_prior_knowledge {
+            let host = base.host_str().ok_or_else(|| bad("it has no host"))?;
+            let port = base
+                .port_or_known_default()
+                .expect("http has a known default port");
+            let authority = match base.port() {
+                Some(port) => format!("{host}:{port}"),
+                None => host.to_string(),
+            };
+            Transport::H1(Arc::new(h1::Conns::new(
+                host,
+                port,
+                &authority,
+                config.concurrency.max(1),
+                config.max_connecting,
+            )))
         } else {
-            1
+            Transport::Reqwest(reqwest_pools(&config)?)
         };
-        let http = (0..pools)
-            .map(|_| {
-                let mut builder = reqwest::Client::builder()
-                    .connect_timeout(config.timeout)
-                    .connector_layer(connecting.clone())
-                    .user_agent(concat!("coop/", env!("CARGO_PKG_VERSION")));
-                if config.http2_prior_knowledge {
-                    builder = builder.http2_prior_knowledge();
-                }
-                builder.build().map_err(|e| Error::transport(&e))
-            })
-            .collect::<Result<Arc<[_]>, _>>()?;
         Ok(Client {
-            http,
+            transport,
             base: Arc::new(base),
             config: Arc::new(ClientConfig {
                 concurrency: config.concurrency.max(1),
@@ -307,41 +337,40 @@ impl Client {
 
     async fn attempt(&self, index: usize, url: Url) -> Result<String, Failed> {
         let timeout = self.config.timeout;
-        let failed = |e: reqwest::Error, in_body: bool| {
-            if e.is_timeout() {
-                return Failed {
-                    retry: false,
-                    error: Error::Timeout(timeout),
-                    retry_after: None,
-                };
+        let answer = match &self.transport {
+            Transport::H1(conns) => {
+                let mut target = url.path().to_string();
+                if let Some(query) = url.query() {
+                    target.push('?');
+                    target.push_str(query);
+                }
+                // Boxed, as the other path: a request's future holds only
+                // the state of the path it takes.
+                match Box::pin(tokio::time::timeout(timeout, conns.get(&target))).await {
+                    Err(_) => Err(Failed::timeout(timeout)),
+                    Ok(Err(trouble)) => Err(Failed {
+                        retry: trouble.connect || !matches!(trouble.error, Error::Transport(_)),
+                        error: trouble.error,
+                        retry_after: None,
+                    }),
+                    Ok(Ok(answer)) => Ok(answer),
+                }
             }
-            let connect = e.is_connect();
-            let error = Error::from_reqwest(&e, in_body);
-            Failed {
-                retry: connect || !matches!(error, Error::Transport(_)),
-                error,
-                retry_after: None,
+            // Boxed: reqwest's futures are large, and unboxed every
+            // request's future would be as large as the larger path.
+            Transport::Reqwest(pools) => {
+                Box::pin(Self::attempt_reqwest(
+                    &pools[index % pools.len()],
+                    url,
+                    timeout,
+                ))
+                .await
             }
-        };
-        let http = &self.http[index % self.http.len()];
-        let response = http
-            .get(url)
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(|e| failed(e, false))?;
-        let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(|secs| Duration::from_secs(secs).min(MAX_RETRY_AFTER));
-        let body = response.text().await.map_err(|e| failed(e, true))?;
-        if status.is_success() {
-            return Ok(body);
+        }?;
+        if (200..300).contains(&answer.status) {
+            return Ok(answer.body);
         }
-        let mut body = body.trim().to_string();
+        let mut body = answer.body.trim().to_string();
         if body.len() > MAX_ERROR_BODY {
             let mut cut = MAX_ERROR_BODY;
             while !body.is_char_boundary(cut) {
@@ -352,11 +381,51 @@ impl Client {
         }
         Err(Failed {
             error: Error::Status {
-                status: status.as_u16(),
+                status: answer.status,
                 body,
             },
-            retry: status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS,
-            retry_after,
+            retry: answer.status >= 500 || answer.status == 429,
+            retry_after: answer
+                .retry_after_secs
+                .map(|secs| Duration::from_secs(secs).min(MAX_RETRY_AFTER)),
+        })
+    }
+
+    /// One attempt through reqwest (https, h2c), as an answer of any status.
+    async fn attempt_reqwest(
+        http: &reqwest::Client,
+        url: Url,
+        timeout: Duration,
+    ) -> Result<Answer, Failed> {
+        let failed = |e: reqwest::Error, in_body: bool| {
+            if e.is_timeout() {
+                return Failed::timeout(timeout);
+            }
+            let connect = e.is_connect();
+            let error = Error::from_reqwest(&e, in_body);
+            Failed {
+                retry: connect || !matches!(error, Error::Transport(_)),
+                error,
+                retry_after: None,
+            }
+        };
+        let response = http
+            .get(url)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| failed(e, false))?;
+        let status = response.status().as_u16();
+        let retry_after_secs = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let body = response.text().await.map_err(|e| failed(e, true))?;
+        Ok(Answer {
+            status,
+            retry_after_secs,
+            body,
         })
     }
 
@@ -373,6 +442,35 @@ impl Client {
         let jittered = exp.mul_f64(0.5 + rand::random::<f64>() * 0.5);
         jittered.max(retry_after.unwrap_or(Duration::ZERO))
     }
+}
+
+/// reqwest's pools for https and h2c: one for https (it opens
+/// connections as needed); with HTTP/2 prior knowledge, one connection
+/// per pool, enough of them for the concurrency.
+fn reqwest_pools(config: &ClientConfig) -> Result<Arc<[reqwest::Client]>, Error> {
+    // Shared by every pool, so the pacing of connects is global.
+    let connecting = tower::limit::GlobalConcurrencyLimitLayer::new(config.max_connecting.max(1));
+    let pools = if config.http2_prior_knowledge {
+        let needed = config.concurrency.div_ceil(H2_STREAMS_PER_CONNECTION);
+        config
+            .http2_connections
+            .max(needed)
+            .clamp(1, MAX_H2_CONNECTIONS)
+    } else {
+        1
+    };
+    (0..pools)
+        .map(|_| {
+            let mut builder = reqwest::Client::builder()
+                .connect_timeout(config.timeout)
+                .connector_layer(connecting.clone())
+                .user_agent(concat!("coop/", env!("CARGO_PKG_VERSION")));
+            if config.http2_prior_knowledge {
+                builder = builder.http2_prior_knowledge();
+            }
+            builder.build().map_err(|e| Error::transport(&e))
+        })
+        .collect()
 }
 
 /// Timing of a whole run: what concurrency bought.

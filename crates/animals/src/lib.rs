@@ -13,6 +13,9 @@
 //!   raw socket (HTTP/1.1) or through hyper (HTTP/2).
 //! - [`client`]: the ordered, bounded, retrying client behind `coop speak`,
 //!   and the timing summary.
+//! - `h1`: the client's HTTP/1.1 path for plain `http://` (a socket and a
+//!   small buffer per connection, no task; heads and bodies decoded by the
+//!   `http1` crate).
 //! - [`error`]: the library's error type.
 //!
 //! The library never binds a socket or reads the process environment: the
@@ -23,6 +26,7 @@ pub mod client;
 pub mod direct;
 pub mod error;
 pub mod faults;
+mod h1;
 pub mod race;
 pub mod server;
 

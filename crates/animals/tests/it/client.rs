@@ -321,3 +321,143 @@ async fn http2_prior_knowledge_multiplexes_many_requests() {
         .iter()
         .all(|o| o.result.as_deref().ok() == Some("Quack!")));
 }
+
+/// A hand-written HTTP/1.1 server on 127.0.0.1:0 for the client's own
+/// connections: it answers every request head it reads with `answer`,
+/// closes the connection after each answer when `close` is set, and
+/// counts the connections it accepted.
+async fn scripted_server(
+    answer: &'static [u8],
+    close: bool,
+) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut pending = Vec::new();
+                let mut chunk = [0u8; 1024];
+                loop {
+                    while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                        pending.drain(..end + 4);
+                        if socket.write_all(answer).await.is_err() || close {
+                            return;
+                        }
+                    }
+                    match socket.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => pending.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn http1_connections_are_kept_and_never_more_than_the_concurrency() {
+    let (addr, accepted) =
+        scripted_server(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nMoo!", false).await;
+    let all: Vec<_> = client(addr, |c| c.concurrency = 3)
+        .speak((0..60).map(|_| "cow".to_string()))
+        .collect()
+        .await;
+    assert!(all.iter().all(|o| o.result.as_deref().ok() == Some("Moo!")));
+    assert!(all.iter().all(|o| o.attempts == 1));
+    let n = accepted.load(Ordering::SeqCst);
+    assert!((1..=3).contains(&n), "{n} connections for concurrency 3");
+}
+
+#[tokio::test]
+async fn http1_chunked_answers_with_trailers_leave_the_connection_usable() {
+    let (addr, accepted) = scripted_server(
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
+          2\r\nMo\r\n2;ext=1\r\no!\r\n0\r\nx-trailer: 1\r\n\r\n",
+        false,
+    )
+    .await;
+    let all: Vec<_> = client(addr, |c| c.concurrency = 1)
+        .speak((0..5).map(|_| "cow".to_string()))
+        .collect()
+        .await;
+    for o in &all {
+        assert_eq!(o.result.as_deref().ok(), Some("Moo!"), "{o:?}");
+        assert_eq!(o.attempts, 1);
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "one connection, kept");
+}
+
+/// A server that closes a kept-alive connection after each answer (as its
+/// idle timeout would) costs a new connection, not a retry or a mishap.
+#[tokio::test]
+async fn http1_a_kept_connection_found_closed_is_replaced_without_a_mishap() {
+    let (addr, accepted) =
+        scripted_server(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nMoo!", true).await;
+    let all: Vec<_> = client(addr, |c| {
+        c.concurrency = 1;
+        c.retries = 0;
+    })
+    .speak((0..5).map(|_| "cow".to_string()))
+    .collect()
+    .await;
+    for o in &all {
+        assert_eq!(o.result.as_deref().ok(), Some("Moo!"), "{o:?}");
+        assert_eq!(o.mishaps, Default::default());
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 5);
+}
+
+/// `Connection: close` is obeyed even when the server leaves the socket
+/// open: reusing it would wait for an answer that never comes.
+#[tokio::test]
+async fn http1_connection_close_is_not_reused() {
+    let (addr, accepted) = scripted_server(
+        b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 4\r\n\r\nMoo!",
+        false,
+    )
+    .await;
+    let all: Vec<_> = client(addr, |c| c.concurrency = 1)
+        .speak((0..3).map(|_| "cow".to_string()))
+        .collect()
+        .await;
+    assert!(all.iter().all(|o| o.result.is_ok()), "{all:?}");
+    assert_eq!(accepted.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn http1_a_body_longer_than_it_said_is_not_an_answer_to_reuse() {
+    // Five bytes after a four-byte body: the next answer would start
+    // inside them.
+    let (addr, accepted) = scripted_server(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nMoo!extra",
+        false,
+    )
+    .await;
+    let all: Vec<_> = client(addr, |c| c.concurrency = 1)
+        .speak((0..3).map(|_| "cow".to_string()))
+        .collect()
+        .await;
+    assert!(all.iter().all(|o| o.result.as_deref().ok() == Some("Moo!")));
+    assert_eq!(accepted.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn http1_a_body_over_the_limit_is_a_bad_answer() {
+    let (addr, _) = scripted_server(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 99999999\r\n\r\nMoo!",
+        false,
+    )
+    .await;
+    let o = client(addr, |c| c.retries = 0).ask(0, "cow".into()).await;
+    assert!(
+        matches!(o.result, Err(Error::BadAnswer(_))),
+        "{:?}",
+        o.result
+    );
+}

@@ -25,6 +25,10 @@ const DEFAULT_ANIMALS: [&str; 3] = ["cow", "pig", "chicken"];
 /// Runs longer than this many animals get a progress bar (on a terminal).
 const PROGRESS_MIN: usize = 20;
 
+/// Open files the process needs besides its sockets: standard streams, the
+/// runtime's epoll and wakers, a `--file`, with room to spare.
+const FILES_BESIDES_SOCKETS: u64 = 64;
+
 /// Flags of `coop speak`.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
@@ -55,8 +59,9 @@ pub struct SpeakArgs {
     pub sequential: bool,
 
     /// Requests in flight at most. The default lets 10,000 animals go at
-    /// once (over HTTP/1.1 that is one connection each: mind `ulimit -n`,
-    /// or use `--http2`).
+    /// once (over HTTP/1.1 that is one connection each: the soft limit on
+    /// open files is lifted as far as `ulimit -Hn` allows; or use
+    /// `--http2`).
     #[arg(long, short = 'c', default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub concurrency: u32,
 
@@ -95,6 +100,10 @@ pub async fn run(args: SpeakArgs) -> anyhow::Result<ExitCode> {
     } else {
         args.concurrency as usize
     };
+    if !args.http2 {
+        // Over HTTP/1.1 each request in flight holds a socket.
+        allow_open_files(concurrency.min(names.len()) as u64 + FILES_BESIDES_SOCKETS);
+    }
     let client = animals::Client::new(animals::ClientConfig {
         base: args.url.clone(),
         concurrency,
@@ -191,6 +200,31 @@ fn gather_names(args: &SpeakArgs) -> anyhow::Result<Vec<String>> {
         names.extend(DEFAULT_ANIMALS.iter().map(|s| s.to_string()));
     }
     Ok(names)
+}
+
+/// Lifts the soft limit on open files to `needed` if it is lower, as far
+/// as the hard limit allows (what `ulimit -n` may do without privileges):
+/// the usual soft limit of 1,024 would fail most of 10,000 connections
+/// with `EMFILE`. Warns when the hard limit is too low.
+fn allow_open_files(needed: u64) {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current.is_none_or(|now| now >= needed) {
+        return;
+    }
+    let most = limit.maximum.map_or(needed, |hard| hard.min(needed));
+    limit.current = Some(most);
+    if let Err(e) = setrlimit(Resource::Nofile, limit) {
+        tracing::warn!(error = %e, "cannot raise the open-files limit");
+    }
+    if most < needed {
+        tracing::warn!(
+            needed,
+            limit = most,
+            "the open-files limit is below the connections this run may open: \
+             lower --concurrency, use --http2, or raise ulimit -Hn"
+        );
+    }
 }
 
 fn push_line(names: &mut Vec<String>, line: &str) {

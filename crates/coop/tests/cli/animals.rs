@@ -192,6 +192,28 @@ fn timing_shows_concurrency_beats_one_at_a_time() {
     );
 }
 
+/// Over HTTP/1.1 every request in flight holds a socket: with a soft
+/// limit of 48 open files, 200 animals at once need `coop speak` to lift
+/// it (up to the hard limit) rather than fail with `EMFILE`.
+#[test]
+fn speak_lifts_a_low_open_files_limit_for_its_connections() {
+    let server = Server::start(&["--delay", "300ms"]);
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -Sn 48 && exec {} speak --retries 0 --url {} \"$@\"",
+            env!("CARGO_BIN_EXE_coop"),
+            server.url("/animals")
+        ))
+        .arg("sh")
+        .args(std::iter::repeat_n("cow", 200))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).lines().count(), 200);
+    assert!(stdout(&out).lines().all(|l| l == "The cow says \"Moo!\"."));
+}
+
 #[test]
 fn bad_flag_values_give_clear_errors() {
     let cases: [(&[&str], &str); 6] = [
