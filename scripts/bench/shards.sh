@@ -30,6 +30,9 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 cpu() { # user+sys seconds of the redis on port $1
   redis-cli -p "$1" INFO cpu | tr -d '\r' | awk -F: '/^used_cpu_(user|sys):/ {s+=$2} END {printf "%.6f", s}'
 }
+publishes() { # PUBLISH calls on the redis on port $1 (one per message, one per tick)
+  redis-cli -p "$1" INFO commandstats | tr -d '\r' | sed -n 's/^cmdstat_publish:calls=\([0-9]*\).*/\1/p'
+}
 spread() { # max/min of the shards' topic counts
   local counts=()
   for p in "$@"; do counts+=("$(redis-cli -p "$p" SCARD coop:topics)"); done
@@ -66,16 +69,20 @@ for n in $COUNTS; do
     case " ${PIDS[*]} " in *" $job "*) ;; *) wait "$job" || wait_ok=1 ;; esac
   done
   end="$(date +%s.%N)"
+  sent=0
+  for p in "${ports[@]}"; do sent=$((sent + $(publishes "$p"))); done
+  ticks=$((sent - PUBLISHERS * EACH - 1000))
   after=0
   for p in "${ports[@]}"; do after="$(python3 -c "print($after + $(cpu "$p"))")"; done
   total=$((PUBLISHERS * EACH))
-  python3 - "$n" "$total" "$start" "$end" "$before" "$after" "$(spread "${ports[@]}")" "$small" "$(cut -d' ' -f1-3 /proc/loadavg)" "$wait_ok" <<'EOF'
+  python3 - "$n" "$total" "$start" "$end" "$before" "$after" "$(spread "${ports[@]}")" "$small" "$(cut -d' ' -f1-3 /proc/loadavg)" "$wait_ok" "$ticks" <<'EOF'
 import sys
-n, total, start, end, before, after, spread, small, load, failed = sys.argv[1:]
+n, total, start, end, before, after, spread, small, load, failed, ticks = sys.argv[1:]
 secs = float(end) - float(start)
 cpu_us = (float(after) - float(before)) * 1e6 / int(total)
 print(f"shards {n}: {int(total)/secs:,.0f} publishes/s ({total} in {secs:.2f} s), "
-      f"Redis CPU {cpu_us:.1f} us/publish (all shards), topics spread max/min {spread}, "
+      f"Redis CPU {cpu_us:.1f} us/publish (all shards), ticks {int(ticks)/int(total):.2f}/publish, "
+      f"topics spread max/min {spread}, "
       f"first 1,000 topics {small}, load {load}{'  SOME PUBLISHES FAILED' if failed != '0' else ''}")
 EOF
   kill "$serve"; wait "$serve" 2>/dev/null || true
