@@ -11,7 +11,11 @@
 //!    counters, and one read buffer shared by all its connections (a read
 //!    copies the socket's bytes into it, parses them in place and keeps only
 //!    a partial last line), so a subscriber costs a socket, a small decoder
-//!    state and a bitset of the sequence numbers it has seen.
+//!    state and a bitset of the sequence numbers it has seen. With
+//!    `h2_connections`, a thread drives whole HTTP/2 connections instead:
+//!    each carries its share of the subscribers as streams (a task per
+//!    stream reading the data the h2 client unframed), as a browser tab's
+//!    `EventSource`s share one connection.
 //! 2. Priming: servers without a subscriber-count API give no sign that a
 //!    subscription is registered, so a priming message is published every
 //!    50 ms until every subscriber has received one, then the run waits
@@ -22,7 +26,8 @@
 //!    total rate (message k is due at start + k/rate, shared round-robin).
 //!    Only `[0-9a-z_]` is used, so `?msg=` needs no escaping (nchan's anchor
 //!    does not decode it).
-//! 4. Each subscriber parses its lines (or, with `websocket`, its frames:
+//! 4. Each subscriber parses its lines (with `sse`, each event's `data:`
+//!    line; or, with `websocket`, its frames:
 //!    the subscriber upgrades its socket and the same per-thread decoding
 //!    reads text frames, coop's NDJSON records or nchan's bare messages), marks the sequence number in its
 //!    bitset (a second mark is a duplicate, a lower number than the highest
