@@ -11,7 +11,11 @@
 //!    counters, and one read buffer shared by all its connections (a read
 //!    copies the socket's bytes into it, parses them in place and keeps only
 //!    a partial last line), so a subscriber costs a socket, a small decoder
-//!    state and a bitset of the sequence numbers it has seen.
+//!    state and a bitset of the sequence numbers it has seen. With
+//!    `h2_connections`, a thread drives whole HTTP/2 connections instead:
+//!    each carries its share of the subscribers as streams (a task per
+//!    stream reading the data the h2 client unframed), as a browser tab's
+//!    `EventSource`s share one connection.
 //! 2. Priming: servers without a subscriber-count API give no sign that a
 //!    subscription is registered, so a priming message is published every
 //!    50 ms until every subscriber has received one, then the run waits
@@ -22,7 +26,8 @@
 //!    total rate (message k is due at start + k/rate, shared round-robin).
 //!    Only `[0-9a-z_]` is used, so `?msg=` needs no escaping (nchan's anchor
 //!    does not decode it).
-//! 4. Each subscriber parses its lines (or, with `websocket`, its frames:
+//! 4. Each subscriber parses its lines (with `sse`, each event's `data:`
+//!    line; or, with `websocket`, its frames:
 //!    the subscriber upgrades its socket and the same per-thread decoding
 //!    reads text frames, coop's NDJSON records or nchan's bare messages), marks the sequence number in its
 //!    bitset (a second mark is a duplicate, a lower number than the highest
@@ -44,6 +49,7 @@ use bytes::Bytes;
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
+use hyper::http;
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWriteExt};
@@ -61,6 +67,14 @@ use crate::{now_ns, BenchError};
 const READ_BUF: usize = 64 * 1024;
 /// Longest line a subscriber keeps across reads; longer is a protocol error.
 const MAX_LINE: usize = 1024 * 1024;
+/// The `Accept` of an SSE subscriber.
+const SSE: &str = "text/event-stream";
+/// Flow-control windows an HTTP/2 subscriber grants, per stream and per
+/// connection: a browser's size (Chromium grants 6 MiB and 15 MiB), so that
+/// the figures measure the server's streams, not a client slow to credit
+/// them. Credit is returned as soon as a chunk is parsed.
+const H2_STREAM_WINDOW: u32 = 6 << 20;
+const H2_CONNECTION_WINDOW: u32 = 15 << 20;
 /// Interval between priming messages.
 const PRIME_EVERY: Duration = Duration::from_millis(50);
 /// Largest bitset memory (subscribers × messages / 8) a run may allocate.
@@ -98,6 +112,12 @@ pub struct FanoutConfig {
     pub server_pids: Vec<u32>,
     /// Subscribers upgrade to WebSocket instead of streaming a response.
     pub websocket: bool,
+    /// Subscribers ask for Server-Sent Events (`Accept: text/event-stream`)
+    /// and read each message from its `data:` line.
+    pub sse: bool,
+    /// Carry the subscribers as HTTP/2 streams (h2c, prior knowledge) over
+    /// this many connections instead of one HTTP/1.1 connection each.
+    pub h2_connections: Option<usize>,
 }
 
 impl Default for FanoutConfig {
@@ -119,6 +139,8 @@ impl Default for FanoutConfig {
             idle_timeout: Duration::from_secs(5),
             server_pids: Vec::new(),
             websocket: false,
+            sse: false,
+            h2_connections: None,
         }
     }
 }
@@ -146,8 +168,15 @@ pub struct ServerFigures {
 #[derive(Debug, Clone, Serialize)]
 pub struct FanoutReport {
     pub url: String,
-    /// How subscribers read: `http` (a streaming response) or `websocket`.
+    /// How subscribers read: `http` (a streaming HTTP/1.1 response, one
+    /// connection each), `h2` (HTTP/2 streams sharing `h2_connections`
+    /// connections) or `websocket`.
     pub transport: &'static str,
+    /// What the stream carries: `raw` lines, `sse` events, or `websocket`
+    /// frames.
+    pub format: &'static str,
+    /// HTTP/2 connections the streams shared (`h2` only).
+    pub h2_connections: Option<usize>,
     pub publish_url: String,
     pub subscribers: usize,
     pub messages: u64,
@@ -231,8 +260,13 @@ impl Shared {
 /// What every subscriber of every thread needs to know.
 struct RunCtx {
     addr: std::net::SocketAddr,
+    /// The HTTP/1.1 request a raw-socket subscriber writes.
     request: Vec<u8>,
+    /// The absolute URI an HTTP/2 stream asks for (its `:authority` and
+    /// `:path`).
+    uri: http::Uri,
     websocket: bool,
+    sse: bool,
     nonce: [u8; 8],
     prime_line: Vec<u8>,
     messages: u64,
@@ -282,10 +316,14 @@ pub async fn run(cfg: FanoutConfig) -> Result<FanoutReport, BenchError> {
         addr: sub_target.addr,
         request: if cfg.websocket {
             ws::upgrade_request(&sub_target.path_and_query, &sub_target.authority)
+        } else if cfg.sse {
+            sub_target.get_request_accepting(SSE)
         } else {
             sub_target.get_request()
         },
+        uri: sub_target.uri()?,
         websocket: cfg.websocket,
+        sse: cfg.sse,
         nonce,
         prime_line: prime_msg.clone().into_bytes(),
         messages: cfg.messages,
@@ -347,7 +385,21 @@ pub async fn run(cfg: FanoutConfig) -> Result<FanoutReport, BenchError> {
     let first_error = shared.first_error().or(pstats.first_error.clone());
     Ok(FanoutReport {
         url: sub_target.url.clone(),
-        transport: if cfg.websocket { "websocket" } else { "http" },
+        transport: if cfg.websocket {
+            "websocket"
+        } else if cfg.h2_connections.is_some() {
+            "h2"
+        } else {
+            "http"
+        },
+        format: if cfg.websocket {
+            "websocket"
+        } else if cfg.sse {
+            "sse"
+        } else {
+            "raw"
+        },
+        h2_connections: cfg.h2_connections,
         publish_url: pub_target.url.clone(),
         subscribers: cfg.subscribers,
         messages: cfg.messages,
@@ -386,14 +438,33 @@ fn start_subscribers(
     sources: &[Option<IpAddr>],
     stop: &CancellationToken,
 ) -> Result<Vec<std::thread::JoinHandle<ShardResult>>, BenchError> {
-    let threads = cfg.threads.clamp(1, cfg.subscribers.max(1));
+    // One connection is never shared between threads: with HTTP/2 a thread
+    // drives whole connections and every stream on them.
+    let connections = cfg.h2_connections.unwrap_or(cfg.subscribers);
+    let threads = cfg.threads.clamp(1, connections.max(1));
     let per_thread_connects = (cfg.connect_concurrency / threads).max(1);
     let mut handles = Vec::with_capacity(threads);
     for t in 0..threads {
-        let plan: Vec<Option<IpAddr>> = (t..cfg.subscribers)
-            .step_by(threads)
-            .map(|i| sources[i % sources.len()])
-            .collect();
+        let plan = match cfg.h2_connections {
+            None => Plan::Sockets(
+                (t..cfg.subscribers)
+                    .step_by(threads)
+                    .map(|i| sources[i % sources.len()])
+                    .collect(),
+            ),
+            // Stream i rides connection i % conns: the first
+            // `subscribers % conns` connections carry one more.
+            Some(conns) => Plan::H2(
+                (t..conns)
+                    .step_by(threads)
+                    .map(|c| {
+                        let streams =
+                            cfg.subscribers / conns + usize::from(c < cfg.subscribers % conns);
+                        (sources[c % sources.len()], streams)
+                    })
+                    .collect(),
+            ),
+        };
         let ctx = ctx.clone();
         let stop = stop.clone();
         let handle = std::thread::Builder::new()
@@ -584,6 +655,19 @@ fn validate(cfg: &FanoutConfig) -> Result<(), BenchError> {
     if cfg.messages == 0 {
         return bad("need at least one message");
     }
+    match cfg.h2_connections {
+        Some(0) => return bad("need at least one HTTP/2 connection"),
+        Some(c) if c > cfg.subscribers => {
+            return bad("more HTTP/2 connections than subscribers (streams)")
+        }
+        Some(_) if cfg.websocket => {
+            return bad("WebSocket subscribers cannot ride HTTP/2 connections")
+        }
+        _ => {}
+    }
+    if cfg.sse && cfg.websocket {
+        return bad("a subscriber is either SSE or WebSocket");
+    }
     if cfg.publishers == 0 {
         return bad("need at least one publisher");
     }
@@ -660,6 +744,9 @@ enum Decoder {
     Http(BodyDecoder, LineSplitter),
     /// WebSocket frames, one message each.
     Ws(FrameDecoder),
+    /// An HTTP/2 stream's data, already unframed by the h2 client, split in
+    /// lines.
+    Lines(LineSplitter),
 }
 
 /// Per-subscriber state: everything a connection keeps between reads.
@@ -673,8 +760,29 @@ struct SubState {
     primed: bool,
 }
 
+/// What one subscriber thread opens.
+enum Plan {
+    /// One HTTP/1.1 (or WebSocket) connection per subscriber, from these
+    /// source addresses.
+    Sockets(Vec<Option<IpAddr>>),
+    /// HTTP/2 connections (source address, streams on it).
+    H2(Vec<(Option<IpAddr>, usize)>),
+}
+
+impl SubState {
+    fn new(decoder: Option<Decoder>, messages: u64) -> SubState {
+        SubState {
+            decoder,
+            head: Vec::new(),
+            seen: vec![0u64; messages.div_ceil(64) as usize].into_boxed_slice(),
+            high: 0,
+            primed: false,
+        }
+    }
+}
+
 fn shard_main(
-    plan: Vec<Option<IpAddr>>,
+    plan: Plan,
     ctx: Arc<RunCtx>,
     stop: CancellationToken,
     connects: usize,
@@ -694,8 +802,17 @@ fn shard_main(
         connects: tokio::sync::Semaphore::new(connects),
     });
     let local = tokio::task::LocalSet::new();
-    for source in plan {
-        local.spawn_local(subscriber(source, shard.clone()));
+    match plan {
+        Plan::Sockets(sources) => {
+            for source in sources {
+                local.spawn_local(subscriber(source, shard.clone()));
+            }
+        }
+        Plan::H2(conns) => {
+            for (source, streams) in conns {
+                local.spawn_local(h2_subscribers(source, streams, shard.clone()));
+            }
+        }
     }
     local.block_on(&rt, stop.cancelled());
     // Dropping the LocalSet drops every subscriber task and closes sockets.
@@ -723,13 +840,7 @@ async fn subscriber(source: Option<IpAddr>, shard: Rc<Shard>) {
     }
     drop(permit);
     shared.requested.fetch_add(1, Ordering::Relaxed);
-    let mut st = SubState {
-        decoder: None,
-        head: Vec::new(),
-        seen: vec![0u64; ctx.messages.div_ceil(64) as usize].into_boxed_slice(),
-        high: 0,
-        primed: false,
-    };
+    let mut st = SubState::new(None, ctx.messages);
     loop {
         // Read through `poll_read`, not `readable()` + `try_read`: tokio
         // clears readiness after a short read, which saves the extra
@@ -754,6 +865,133 @@ async fn subscriber(source: Option<IpAddr>, shard: Rc<Shard>) {
             }
         })
         .await;
+        if let Err(e) = outcome {
+            return shared.fail(e);
+        }
+    }
+}
+
+/// One HTTP/2 connection carrying `streams` subscribers: it connects,
+/// opens every stream (each read by a task of its own, as a browser tab's
+/// `EventSource`s share one connection) and keeps the connection's sender
+/// until the run stops. Streams beyond the server's
+/// `SETTINGS_MAX_CONCURRENT_STREAMS` wait in the h2 client (as a browser's
+/// would): they never hear the priming message, and the run says how many
+/// did. A stream the server refuses (`REFUSED_STREAM`, or a `503` from its
+/// limits) fails the run with that reason.
+async fn h2_subscribers(source: Option<IpAddr>, streams: usize, shard: Rc<Shard>) {
+    let ctx = shard.ctx.clone();
+    let shared = &ctx.shared;
+    let fail_all = |what: String| {
+        for _ in 0..streams {
+            shared.fail(what.clone());
+        }
+    };
+    let permit = shard.connects.acquire().await.expect("never closed");
+    let socket = match target::connect(ctx.addr, source).await {
+        Ok(s) => s,
+        Err(e) => return fail_all(format!("subscriber connect: {e}")),
+    };
+    let handshake = h2::client::Builder::new()
+        .initial_window_size(H2_STREAM_WINDOW)
+        .initial_connection_window_size(H2_CONNECTION_WINDOW)
+        .handshake::<_, Bytes>(socket)
+        .await;
+    let (mut client, conn) = match handshake {
+        Ok(pair) => pair,
+        Err(e) => return fail_all(format!("subscriber HTTP/2 handshake: {e}")),
+    };
+    drop(permit);
+    // The connection's reader and writer: every stream's data arrives
+    // through it. Its errors reach the streams, which report them.
+    tokio::task::spawn_local(async move {
+        let _ = conn.await;
+    });
+    let accept = if ctx.sse { SSE } else { "*/*" };
+    for opened in 0..streams {
+        client = match client.ready().await {
+            Ok(c) => c,
+            Err(e) => {
+                for _ in opened..streams {
+                    shared.fail(format!("subscriber HTTP/2 connection: {e}"));
+                }
+                return;
+            }
+        };
+        let req = http::Request::get(ctx.uri.clone())
+            .header(http::header::ACCEPT, accept)
+            .header(http::header::USER_AGENT, "coop-bench")
+            .body(())
+            .expect("static parts are valid");
+        match client.send_request(req, true) {
+            // The first answer is awaited before the other streams open:
+            // the server's SETTINGS come before it, so the client then
+            // knows the stream limit and queues what is past it instead of
+            // opening streams the server must refuse (the initial limit is
+            // unbounded until SETTINGS arrive).
+            Ok((resp, _)) if opened == 0 => {
+                shared.requested.fetch_add(1, Ordering::Relaxed);
+                let answer = resp.await;
+                tokio::task::spawn_local(h2_stream(std::future::ready(answer), shard.clone()));
+            }
+            Ok((resp, _)) => {
+                shared.requested.fetch_add(1, Ordering::Relaxed);
+                tokio::task::spawn_local(h2_stream(resp, shard.clone()));
+            }
+            Err(e) => shared.fail(format!("subscriber HTTP/2 request: {e}")),
+        }
+    }
+    // Dropping the last sender would let the connection close once its
+    // streams end; the run's end drops this task instead.
+    std::future::pending::<()>().await;
+    drop(client);
+}
+
+/// Longest part of a refusal's body kept for the report.
+const MAX_REASON: usize = 1024;
+
+/// One subscriber on an HTTP/2 stream: its answer (a refusal, as
+/// `REFUSED_STREAM` or a status, is reported as such), then its data.
+async fn h2_stream(
+    resp: impl std::future::Future<Output = Result<http::Response<h2::RecvStream>, h2::Error>>,
+    shard: Rc<Shard>,
+) {
+    let shared = &shard.ctx.shared;
+    let resp = match resp.await {
+        Ok(r) => r,
+        Err(e) if e.reason() == Some(h2::Reason::REFUSED_STREAM) => {
+            return shared.fail("subscriber stream refused by the server (REFUSED_STREAM)".into())
+        }
+        Err(e) => return shared.fail(format!("subscriber response: {e}")),
+    };
+    let status = resp.status();
+    let mut body = resp.into_body();
+    if status != http::StatusCode::OK {
+        let mut reason = Vec::new();
+        while let Some(Ok(chunk)) = body.data().await {
+            reason.extend_from_slice(&chunk[..chunk.len().min(MAX_REASON - reason.len())]);
+            if reason.len() >= MAX_REASON {
+                break;
+            }
+        }
+        let reason = String::from_utf8_lossy(&reason);
+        return shared.fail(format!("status {}: {}", status.as_u16(), reason.trim()));
+    }
+    let mut st = SubState::new(
+        Some(Decoder::Lines(LineSplitter::default())),
+        shard.ctx.messages,
+    );
+    loop {
+        let outcome = match body.data().await {
+            None => Err("subscriber stream ended by the server".to_string()),
+            Some(Err(e)) => Err(format!("subscriber stream: {e}")),
+            Some(Ok(chunk)) => {
+                // Credit the bytes back at once: the window must never be
+                // what holds the server up.
+                let _ = body.flow_control().release_capacity(chunk.len());
+                on_body(&shard, &mut st, &chunk).map_err(|e| format!("subscriber stream: {e}"))
+            }
+        };
         if let Err(e) = outcome {
             return shared.fail(e);
         }
@@ -810,6 +1048,17 @@ fn on_message(
     tally: &mut Tally,
     line: &[u8],
 ) {
+    // An SSE event's message is its `data:` line; its other lines (`id:`,
+    // `event:`, `topic:`, `retry:`, comments, the blank line ending it)
+    // are framing.
+    let line = if ctx.sse {
+        match line.strip_prefix(b"data:") {
+            Some(data) => data.strip_prefix(b" ").unwrap_or(data),
+            None => return,
+        }
+    } else {
+        line
+    };
     if let Some((seq, ts)) = parse_message(line, &ctx.nonce) {
         if seq >= ctx.messages {
             tally.stray += 1;
@@ -872,6 +1121,10 @@ fn on_body(shard: &Shard, st: &mut SubState, data: &[u8]) -> Result<(), String> 
         }
         Decoder::Ws(frames) => frames
             .feed(data, MAX_LINE, |payload| on(ws::message_of(payload)))
+            .map(|()| false)
+            .map_err(|e| e.to_string()),
+        Decoder::Lines(lines) => lines
+            .feed(data, MAX_LINE, &mut on)
             .map(|()| false)
             .map_err(|e| e.to_string()),
     };

@@ -8,9 +8,10 @@
 //! general-purpose client per connection would be the bottleneck and the
 //! figures would measure it instead of the server. The same goes for the
 //! HTTP/1.1 requests `hold` keeps in flight (`http::round_trip`). The fan-out
-//! publishers use hyper's HTTP/1.1 client and `hold`'s HTTP/2 streams the
-//! `h2` crate, on connections the generator opens itself (from chosen
-//! source addresses).
+//! publishers use hyper's HTTP/1.1 client; `hold`'s HTTP/2 streams and the
+//! fan-out's HTTP/2 subscribers (`--h2-connections`, many streams per
+//! connection) the `h2` crate hyper is built on, on connections the
+//! generator opens itself (from chosen source addresses).
 //!
 //! Layout:
 //! - `fanout`: hub fan-out (N streaming subscribers over real TCP, publishers

@@ -78,11 +78,28 @@ impl Target {
 
     /// A bodiless HTTP/1.1 GET for this target, kept alive, ready to write.
     pub fn get_request(&self) -> Vec<u8> {
+        self.get_request_accepting("*/*")
+    }
+
+    /// The same GET asking for `accept` (`text/event-stream` picks coop's
+    /// SSE format).
+    pub fn get_request_accepting(&self, accept: &str) -> Vec<u8> {
         format!(
-            "GET {} HTTP/1.1\r\nHost: {}\r\nAccept: */*\r\nUser-Agent: coop-bench\r\n\r\n",
+            "GET {} HTTP/1.1\r\nHost: {}\r\nAccept: {accept}\r\nUser-Agent: coop-bench\r\n\r\n",
             self.path_and_query, self.authority
         )
         .into_bytes()
+    }
+
+    /// The absolute URI of this target, as an HTTP/2 request names it
+    /// (`:scheme`, `:authority`, `:path`).
+    pub fn uri(&self) -> Result<hyper::http::Uri, BenchError> {
+        format!("http://{}{}", self.authority, self.path_and_query)
+            .parse()
+            .map_err(|e| BenchError::BadUrl {
+                url: self.url.clone(),
+                reason: format!("{e}"),
+            })
     }
 }
 

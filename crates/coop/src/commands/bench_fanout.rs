@@ -12,7 +12,9 @@ use bench::summary::ms;
 /// Flags of `coop bench fanout`.
 ///
 /// Opens N streaming subscribers (`GET URL`, lines `message\r\n`; with
-/// `--ws`, WebSocket subscribers reading text frames), waits
+/// `--sse`, Server-Sent Events; with `--ws`, WebSocket subscribers reading
+/// text frames; with `--h2-connections`, HTTP/2 streams sharing a few
+/// connections), waits
 /// until all are registered (priming messages), publishes M messages that
 /// carry a sequence number and a send timestamp, and reports loss,
 /// duplicates, deliveries per second and publish-to-delivery latency. Works
@@ -73,8 +75,22 @@ pub struct FanoutArgs {
     /// Subscribe over WebSocket: each subscriber upgrades `--url` and reads
     /// text frames (coop's NDJSON records, or the bare messages nchan's
     /// `nchan_subscriber websocket` sends). Publishing is unchanged.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["sse", "h2_connections"])]
     pub ws: bool,
+    /// Subscribe to Server-Sent Events (`Accept: text/event-stream`) and read
+    /// each message from its `data:` line.
+    #[arg(long)]
+    pub sse: bool,
+    /// Carry the subscribers as HTTP/2 streams (h2c, prior knowledge) over
+    /// this many connections, as a browser tab's `EventSource`s share one
+    /// connection, instead of one HTTP/1.1 connection per subscriber.
+    ///
+    /// Stream i rides connection i mod N. Streams beyond the server's
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS` (coop: `--h2-max-streams`) wait in
+    /// the client, as a browser's do, never hear the priming message, and
+    /// fail the run after --connect-timeout.
+    #[arg(long, value_name = "N")]
+    pub h2_connections: Option<usize>,
     /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -104,6 +120,8 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<ExitCode> {
         idle_timeout: args.idle_timeout,
         server_pids: args.server_pid,
         websocket: args.ws,
+        sse: args.sse,
+        h2_connections: args.h2_connections,
     };
     let report = bench::fanout::run(cfg)
         .await
@@ -121,9 +139,13 @@ fn print_text(r: &FanoutReport) {
         Some(rate) => format!("paced at {rate} msg/s total"),
         None => "closed loop".to_string(),
     };
+    let transport = match r.h2_connections {
+        Some(c) => format!("{} on {c} connections, {}", r.transport, r.format),
+        None => format!("{}, {}", r.transport, r.format),
+    };
     println!(
         "fanout {} ({}): {} subscribers, {} messages of {} B, {} publisher(s) {}",
-        r.url, r.transport, r.subscribers, r.messages, r.size, r.publishers, mode
+        r.url, transport, r.subscribers, r.messages, r.size, r.publishers, mode
     );
     println!("  connected+primed in {:.2} s", r.connect_secs);
     println!(

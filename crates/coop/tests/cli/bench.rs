@@ -98,3 +98,87 @@ fn publish_reports_latency_of_every_publish_to_new_topics() {
         "64-byte topics: {topics}"
     );
 }
+
+/// Runs `coop bench fanout` with `args` after `--url URL`, returns its exit
+/// status, its JSON report (when it printed one) and its stderr.
+fn fanout(url: &str, args: &[&str]) -> (Option<i32>, serde_json::Value, String) {
+    let out = coop()
+        .args(["bench", "fanout", "--url", url])
+        .args(args)
+        .args(["--json"])
+        .output()
+        .expect("run coop bench fanout");
+    let report = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code(), report, stderr)
+}
+
+#[test]
+fn fanout_reads_sse_over_http1_and_over_a_few_http2_connections() {
+    let server = Server::start(&["--delay", "0s"]);
+    let url = server.url("/topics/bench");
+
+    // One HTTP/1.1 connection per SSE subscriber (the hub's fast path).
+    let (code, report, stderr) = fanout(&url, &["-n", "6", "-m", "20", "--sse"]);
+    assert_eq!(code, Some(0), "{report} {stderr}");
+    assert_eq!(report["transport"], "http", "{report}");
+    assert_eq!(report["format"], "sse", "{report}");
+    assert_eq!(report["delivered"], 120, "{report}");
+    // Every line besides `data:` is SSE framing, not a stray message.
+    assert_eq!(report["stray_lines"], 0, "{report}");
+
+    // The same six SSE streams over two h2c connections (through hyper),
+    // and raw lines over h2 too.
+    for format in [&["--sse"][..], &[]] {
+        let mut args = vec!["-n", "6", "-m", "20", "--h2-connections", "2"];
+        args.extend_from_slice(format);
+        let (code, report, stderr) = fanout(&url, &args);
+        assert_eq!(code, Some(0), "{args:?}: {report} {stderr}");
+        assert_eq!(report["transport"], "h2", "{report}");
+        assert_eq!(report["h2_connections"], 2, "{report}");
+        assert_eq!(report["delivered"], 120, "{report}");
+        assert_eq!(
+            (
+                &report["lost"],
+                &report["duplicates"],
+                &report["stray_lines"]
+            ),
+            (&0.into(), &0.into(), &0.into()),
+            "{report}"
+        );
+    }
+
+    // More connections than streams is a usage error.
+    let (code, _, stderr) = fanout(&url, &["-n", "2", "--h2-connections", "3"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("more HTTP/2 connections"), "{stderr}");
+}
+
+#[test]
+fn h2_streams_past_the_servers_limit_wait_and_are_reported() {
+    // coop advertises `--h2-max-streams` as SETTINGS_MAX_CONCURRENT_STREAMS.
+    // The generator opens its first stream and reads its answer before the
+    // others (so it knows the limit): the third stream on the one
+    // connection waits in the client instead of being refused, never hears
+    // the priming message, and the run fails saying how many did.
+    let server = Server::start(&["--delay", "0s", "--h2-max-streams", "2"]);
+    let (code, _, stderr) = fanout(
+        &server.url("/topics/bench"),
+        &[
+            "-n",
+            "3",
+            "-m",
+            "1",
+            "--sse",
+            "--h2-connections",
+            "1",
+            "--connect-timeout",
+            "1s",
+        ],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("only 2 of 3 subscribers"),
+        "the two open streams are counted: {stderr}"
+    );
+}
