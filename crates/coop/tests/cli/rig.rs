@@ -535,7 +535,7 @@ pub enum Dir {
 /// worker thread), shut down on drop with every connection.
 pub struct Proxy {
     addr: SocketAddr,
-    /// Where new connections go ([`Proxy::retarget`]).
+    /// Where new connections go ([`Proxy::follow_primary`]).
     target: watch::Sender<SocketAddr>,
     fault: watch::Sender<Fault>,
     /// Bumped by [`Proxy::reset`]; every connection open at that moment
@@ -584,11 +584,36 @@ impl Proxy {
         self.fault.send_replace(fault);
     }
 
-    /// Sends new connections to `target` (current ones stay where they
-    /// are: [`Proxy::reset`] them to move everybody, as a virtual address
-    /// moved to a new primary would).
-    pub fn retarget(&self, target: SocketAddr) {
-        self.target.send_replace(target);
+    /// Moves this address to whatever the sentinels at `sentinels` name as
+    /// the primary of `master`, within a few milliseconds of each change,
+    /// resetting the connections each time (as a virtual address managed
+    /// by a Sentinel `client-reconfig-script` would), until `stop`.
+    pub fn follow_primary(
+        &self,
+        sentinels: Vec<u16>,
+        master: String,
+        stop: Arc<std::sync::atomic::AtomicBool>,
+    ) -> std::thread::JoinHandle<()> {
+        let target = self.target.clone();
+        let resets = self.resets.clone();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                let named = sentinels.iter().find_map(|p| {
+                    let answer =
+                        resp(*p, &["SENTINEL", "get-master-addr-by-name", &master]).ok()?;
+                    answer.items().get(1)?.text()?.parse::<u16>().ok()
+                });
+                if let Some(port) = named {
+                    let new: SocketAddr = ([127, 0, 0, 1], port).into();
+                    if *target.borrow() != new {
+                        target.send_replace(new);
+                        resets.send_modify(|n| *n += 1);
+                    }
+                }
+                // Polling an outside state (no event to wait on).
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
     }
 
     /// Resets every current connection: both of its sockets are closed
