@@ -568,11 +568,10 @@ impl Merger {
         // shard is quiet.
         let now = std::time::Instant::now();
         let since = match self.waiting_since {
-            // Waited already: ask every shard still behind it that has no
-            // tick on the way (a tick asked earlier for a smaller id may
-            // have come back below this one).
-            Some((id, since, true)) if id == head => since,
-            Some((id, since, false)) if id == head => since,
+            // The same message: once it has waited, every shard still
+            // behind it with no tick on the way is asked (again: a tick
+            // asked earlier for a smaller id may have come back below it).
+            Some((id, since, _)) if id == head => since,
             _ => {
                 self.waiting_since = Some((head, now, false));
                 now

@@ -242,7 +242,7 @@ impl Store for ClusterStore {
     fn stats(&self, topic: &TopicName) -> BoxFuture<'_, Result<Option<TopicStats>, StoreError>> {
         let topic = topic.clone();
         Box::pin(async move {
-            let shard = shard_index(&self.cluster, &topic);
+            let shard = self.cluster.shard_for(topic.as_str()).index;
             Ok(self
                 .stats_of(shard, &[topic.as_str()])
                 .await?
@@ -308,8 +308,4 @@ impl Store for ClusterStore {
         }
         Ok(())
     }
-}
-
-fn shard_index(cluster: &Cluster, topic: &TopicName) -> usize {
-    cluster.shard_for(topic.as_str()).index
 }
