@@ -530,7 +530,7 @@ impl Hub {
     /// the two; history is then read a page at a time (`history.rs`), and
     /// the seam is closed by skipping live ids already sent from it.
     pub async fn open(&self, spec: &Spec, since: Since, slot: Slot) -> Result<Opened, HubError> {
-        let live = self
+        let mut live = self
             .inner
             .rings
             .subscribe(&spec.topics, &spec.patterns)
@@ -557,6 +557,12 @@ impl Hub {
             Since::All => None,
             Since::After(id) => Some(id),
         };
+        // Nothing at or below the resume point, live either: history is
+        // read only up to the bound, so the rings may still bring older
+        // ids (cluster mode, before this node's feed delivered them).
+        if let Some(after) = after {
+            live.skip_through(after);
+        }
         let store = &self.inner.store;
         let mut topics = spec.topics.clone();
         if !spec.patterns.is_empty() {
