@@ -25,6 +25,7 @@
 //! - Every [`Outcome`] carries its own elapsed time, so the caller can
 //!   compare wall time with the sum of request times ([`Timing`]).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -293,10 +294,18 @@ impl Client {
     {
         let client = self.clone();
         let n = self.config.concurrency;
-        futures::stream::iter(names.into_iter().enumerate())
+        // Set once every name has been taken: from then on no new request
+        // will want a kept-alive connection.
+        let all_started = Arc::new(AtomicBool::new(false));
+        let names = Exhausted {
+            inner: names.into_iter(),
+            flag: all_started.clone(),
+        };
+        futures::stream::iter(names.enumerate())
             .map(move |(index, name)| {
                 let client = client.clone();
-                async move { client.ask(index, name).await }
+                let all_started = all_started.clone();
+                async move { client.ask_in_run(index, name, &all_started).await }
             })
             .buffered(n)
     }
@@ -304,13 +313,21 @@ impl Client {
 
     /// Asks for one animal, retrying as configured.
     pub async fn ask(&self, index: usize, name: String) -> Outcome {
+        self.ask_in_run(index, name, &AtomicBool::new(false)).await
+    }
+
+    /// [`Client::ask`] inside a run whose every request has started once
+    /// `all_started` is set: an attempt made then closes its connection
+    /// after the answer (see `h1::Conns::get`).
+    async fn ask_in_run(&self, index: usize, name: String, all_started: &AtomicBool) -> Outcome {
         let start = Instant::now();
         let url = self.url_for(&name);
         let mut attempts = 0;
         let mut mishaps = Mishaps::default();
         let result = loop {
             attempts += 1;
-            let result = self.attempt(index, url.clone()).await;
+            let last = all_started.load(Ordering::Acquire);
+            let result = self.attempt(index, url.clone(), last).await;
             if let Err(failed) = &result {
                 mishaps.count(&failed.error);
             }
@@ -335,7 +352,7 @@ impl Client {
         }
     }
 
-    async fn attempt(&self, index: usize, url: Url) -> Result<String, Failed> {
+    async fn attempt(&self, index: usize, url: Url, last: bool) -> Result<String, Failed> {
         let timeout = self.config.timeout;
         let answer = match &self.transport {
             Transport::H1(conns) => {
@@ -346,7 +363,7 @@ impl Client {
                 }
                 // Boxed, as the other path: a request's future holds only
                 // the state of the path it takes.
-                match Box::pin(tokio::time::timeout(timeout, conns.get(&target))).await {
+                match Box::pin(tokio::time::timeout(timeout, conns.get(&target, last))).await {
                     Err(_) => Err(Failed::timeout(timeout)),
                     Ok(Err(trouble)) => Err(Failed {
                         retry: trouble.connect || !matches!(trouble.error, Error::Transport(_)),
@@ -441,6 +458,27 @@ impl Client {
             .min(self.config.max_backoff);
         let jittered = exp.mul_f64(0.5 + rand::random::<f64>() * 0.5);
         jittered.max(retry_after.unwrap_or(Duration::ZERO))
+    }
+}
+
+/// The names of a run, setting `flag` once they have all been taken.
+struct Exhausted<I> {
+    inner: I,
+    flag: Arc<AtomicBool>,
+}
+
+impl<I: Iterator<Item = String>> Iterator for Exhausted<I> {
+    type Item = String;
+
+    fn next(&mut self) -> Option<String> {
+        let next = self.inner.next();
+        // Known as soon as the iterator says nothing is left (a `Vec`'s
+        // does), not only once it is asked again: with as many names as
+        // requests in flight, it is not asked again until one is done.
+        if next.is_none() || self.inner.size_hint().1 == Some(0) {
+            self.flag.store(true, Ordering::Release);
+        }
+        next
     }
 }
 

@@ -26,6 +26,12 @@
 //!   idle timeout, racing our request) is replaced by a new connection
 //!   once, uncounted, as browsers do; on that new connection the same
 //!   failure counts.
+//! - Once a run has started every request it will make, no request will
+//!   want a kept connection: the rest say `Connection: close`, so the
+//!   server closes first. Its side then keeps each closed connection's
+//!   `TIME_WAIT`, not the client's local ports (10,000 a run, held for a
+//!   minute, would otherwise run a client started a few times a minute
+//!   out of ports), and no socket is left to close when the run ends.
 //! - Connection attempts are paced by a semaphore
 //!   ([`crate::ClientConfig::max_connecting`]); the address is resolved
 //!   once per client.
@@ -84,6 +90,9 @@ pub(crate) struct Conns {
     /// Everything after the request target: version, `Host`,
     /// `User-Agent`, the empty line.
     head_tail: Box<[u8]>,
+    /// The same with `Connection: close`, for a request after which no
+    /// other will want the connection.
+    head_tail_close: Box<[u8]>,
     /// Kept-alive connections, newest last. At most `max_idle`: one per
     /// request that may be in flight, so never more sockets than the
     /// configured concurrency.
@@ -118,15 +127,20 @@ impl Conns {
         max_idle: usize,
         max_connecting: usize,
     ) -> Conns {
-        let head_tail = format!(
-            " HTTP/1.1\r\nhost: {authority}\r\nuser-agent: coop/{}\r\naccept: */*\r\n\r\n",
-            env!("CARGO_PKG_VERSION")
-        );
+        let head_tail = |extra: &str| {
+            format!(
+                " HTTP/1.1\r\nhost: {authority}\r\nuser-agent: coop/{}\r\naccept: */*\r\n{extra}\r\n",
+                env!("CARGO_PKG_VERSION")
+            )
+            .into_bytes()
+            .into()
+        };
         Conns {
             host: host.trim_start_matches('[').trim_end_matches(']').into(),
             port,
             addrs: OnceCell::new(),
-            head_tail: head_tail.into_bytes().into(),
+            head_tail: head_tail(""),
+            head_tail_close: head_tail("connection: close\r\n"),
             idle: Mutex::new(Vec::new()),
             max_idle,
             connecting: Semaphore::new(max_connecting.max(1)),
@@ -135,20 +149,33 @@ impl Conns {
 
     /// `GET target` (path and query), on a kept-alive connection if one is
     /// idle, else on a new one.
-    pub(crate) async fn get(&self, target: &str) -> Result<Answer, Trouble> {
-        let mut request = Vec::with_capacity(4 + target.len() + self.head_tail.len());
+    ///
+    /// `last`: no request after this one will want a connection (the
+    /// caller has started every request it will make). The request then
+    /// says `Connection: close` and the connection is not kept, so the
+    /// server closes first: it, not this client, keeps the closed
+    /// connection's `TIME_WAIT` (a client that ran 10,000 requests a few
+    /// times a minute would otherwise run out of local ports), and no
+    /// socket is left to close when the run ends.
+    pub(crate) async fn get(&self, target: &str, last: bool) -> Result<Answer, Trouble> {
+        let tail = if last {
+            &self.head_tail_close
+        } else {
+            &self.head_tail
+        };
+        let mut request = Vec::with_capacity(4 + target.len() + tail.len());
         request.extend_from_slice(b"GET ");
         request.extend_from_slice(target.as_bytes());
-        request.extend_from_slice(&self.head_tail);
+        request.extend_from_slice(tail);
         if let Some(stream) = self.take_idle() {
-            match self.exchange(stream, &request).await {
+            match self.exchange(stream, &request, last).await {
                 Err(Exchange::Stale(_)) => {}
                 Err(Exchange::Failed(trouble)) => return Err(trouble),
                 Ok(answer) => return Ok(answer),
             }
         }
         let stream = self.connect().await?;
-        match self.exchange(stream, &request).await {
+        match self.exchange(stream, &request, last).await {
             Ok(answer) => Ok(answer),
             Err(Exchange::Failed(trouble)) => Err(trouble),
             Err(Exchange::Stale(error)) => Err(error.into()),
@@ -214,8 +241,13 @@ impl Conns {
     }
 
     /// Writes the request, reads one answer; gives the connection back to
-    /// the idle list when the server lets us keep it.
-    async fn exchange(&self, mut stream: TcpStream, request: &[u8]) -> Result<Answer, Exchange> {
+    /// the idle list when the server lets us keep it and `last` is false.
+    async fn exchange(
+        &self,
+        mut stream: TcpStream,
+        request: &[u8],
+        last: bool,
+    ) -> Result<Answer, Exchange> {
         if let Err(e) = stream.write_all(request).await {
             return Err(Exchange::Stale(io_error(&e)));
         }
@@ -282,7 +314,7 @@ impl Conns {
             }
         }
         drop(buf);
-        if head.keep_alive && !extra {
+        if head.keep_alive && !extra && !last {
             self.put_idle(stream);
         }
         let body = match String::from_utf8(body) {

@@ -322,28 +322,42 @@ async fn http2_prior_knowledge_multiplexes_many_requests() {
         .all(|o| o.result.as_deref().ok() == Some("Quack!")));
 }
 
+/// What a [`scripted_server`] saw: connections accepted, and every request
+/// head in the order read.
+#[derive(Default)]
+struct Seen {
+    accepted: AtomicUsize,
+    heads: std::sync::Mutex<Vec<String>>,
+}
+
+impl Seen {
+    fn load(&self, order: Ordering) -> usize {
+        self.accepted.load(order)
+    }
+}
+
 /// A hand-written HTTP/1.1 server on 127.0.0.1:0 for the client's own
 /// connections: it answers every request head it reads with `answer`,
 /// closes the connection after each answer when `close` is set, and
-/// counts the connections it accepted.
-async fn scripted_server(
-    answer: &'static [u8],
-    close: bool,
-) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+/// counts the connections it accepted and keeps the heads.
+async fn scripted_server(answer: &'static [u8], close: bool) -> (std::net::SocketAddr, Arc<Seen>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
+    let seen = Arc::new(Seen::default());
+    let count = seen.clone();
     tokio::spawn(async move {
         loop {
             let (mut socket, _) = listener.accept().await.unwrap();
-            count.fetch_add(1, Ordering::SeqCst);
+            count.accepted.fetch_add(1, Ordering::SeqCst);
+            let seen = count.clone();
             tokio::spawn(async move {
                 let mut pending = Vec::new();
                 let mut chunk = [0u8; 1024];
                 loop {
                     while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&pending[..end]).into_owned();
+                        seen.heads.lock().unwrap().push(head);
                         pending.drain(..end + 4);
                         if socket.write_all(answer).await.is_err() || close {
                             return;
@@ -357,7 +371,7 @@ async fn scripted_server(
             });
         }
     });
-    (addr, accepted)
+    (addr, seen)
 }
 
 #[tokio::test]
@@ -428,6 +442,40 @@ async fn http1_connection_close_is_not_reused() {
         .await;
     assert!(all.iter().all(|o| o.result.is_ok()), "{all:?}");
     assert_eq!(accepted.load(Ordering::SeqCst), 3);
+}
+
+/// Once every name of a run has started, no request will want a kept
+/// connection: the rest say `Connection: close`, so the server closes
+/// first (its side keeps the `TIME_WAIT`, not the client's ports). Before
+/// that, connections are kept and reused.
+#[tokio::test]
+async fn http1_the_requests_after_the_last_name_started_ask_the_server_to_close() {
+    let (addr, seen) =
+        scripted_server(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nMoo!", false).await;
+    let all: Vec<_> = client(addr, |c| c.concurrency = 3)
+        .speak(names(&["cow", "cow", "cow", "cow", "cow", "cow"]))
+        .collect()
+        .await;
+    assert!(all.iter().all(|o| o.result.is_ok()), "{all:?}");
+    let heads = seen.heads.lock().unwrap().clone();
+    let closing = |h: &String| h.to_ascii_lowercase().contains("\r\nconnection: close");
+    assert_eq!(heads.len(), 6);
+    assert!(!heads[..3].iter().any(closing), "{heads:?}");
+    assert!(closing(&heads[5]), "{heads:?}");
+    assert!(seen.load(Ordering::SeqCst) <= 3, "connections were reused");
+
+    // As many requests in flight as names: every one is the last on its
+    // connection.
+    let (addr, seen) =
+        scripted_server(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nMoo!", false).await;
+    let all: Vec<_> = client(addr, |c| c.concurrency = 4)
+        .speak((0..4).map(|_| "cow".to_string()))
+        .collect()
+        .await;
+    assert!(all.iter().all(|o| o.result.is_ok()), "{all:?}");
+    let heads = seen.heads.lock().unwrap().clone();
+    assert_eq!(heads.len(), 4);
+    assert!(heads.iter().all(closing), "{heads:?}");
 }
 
 #[tokio::test]
