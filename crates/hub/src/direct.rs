@@ -391,9 +391,17 @@ impl Wire for WebSocket {
 }
 
 /// The event loop of a direct subscriber: writes what `wire` opens with,
-/// then each event's bytes in one write (a fresh buffer each time), and
-/// answers what the client sends, until the last bytes, the client leaving,
-/// or a write blocked past `--write-timeout`.
+/// then each event's bytes in one write, and answers what the client
+/// sends, until the last bytes, the client leaving, or a write blocked
+/// past `--write-timeout`.
+///
+/// Each event is encoded into the delivery thread's scratch buffer and
+/// written at once with a non-blocking `write`: in the usual case the
+/// socket takes it all, and the write costs neither an allocation nor a
+/// timer. Only what the socket does not take (its buffer is full) is
+/// copied into a buffer of this subscriber's own and written under
+/// `--write-timeout`. An idle subscriber holds no buffer at all, which is
+/// what keeps 10,000 of them small.
 async fn serve(mut stream: TcpStream, mut sub: Subscriber, mut wire: impl Wire) {
     let write_timeout = sub.write_timeout();
     let mut buf = BytesMut::with_capacity(512);
@@ -402,31 +410,79 @@ async fn serve(mut stream: TcpStream, mut sub: Subscriber, mut wire: impl Wire) 
     if !matches!(opened, Ok(Ok(()))) {
         return;
     }
+    drop(buf);
     let (mut rd, mut wr) = stream.split();
     let mut scratch = [0u8; 256];
     loop {
-        // A fresh buffer per write (one allocation per batch): an idle
-        // subscriber then holds no buffer at all, which is what keeps
-        // 10,000 of them small.
-        buf = BytesMut::new();
-        let last = tokio::select! {
-            event = sub.next_event() => wire.event(&mut sub, event, &mut buf),
+        let next = tokio::select! {
+            event = sub.next_event() => Next::Event(event),
             // EOF or an error means the client left.
             read = rd.read(&mut scratch) => match read {
                 Ok(0) | Err(_) => return,
-                Ok(n) => wire.incoming(&scratch[..n], &mut buf),
+                Ok(n) => Next::Incoming(n),
             },
         };
-        if buf.is_empty() && !last {
-            continue;
-        }
-        // A client that stops reading fills its socket buffer and then
-        // blocks this write: past `--write-timeout` it is dropped, and so
-        // is the batch it held.
-        let wrote = tokio::time::timeout(write_timeout, wr.write_all(&buf)).await;
-        if !matches!(wrote, Ok(Ok(()))) || last {
+        let (last, written) = SCRATCH.with_borrow_mut(|buf| {
+            buf.clear();
+            let last = match next {
+                Next::Event(event) => wire.event(&mut sub, event, buf),
+                Next::Incoming(n) => wire.incoming(&scratch[..n], buf),
+            };
+            let written = if buf.is_empty() {
+                Written::All
+            } else {
+                match wr.as_ref().try_write(buf) {
+                    Ok(n) if n == buf.len() => Written::All,
+                    Ok(n) => Written::Rest(BytesMut::from(&buf[n..])),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        Written::Rest(BytesMut::from(&buf[..]))
+                    }
+                    Err(_) => Written::Failed,
+                }
+            };
+            if buf.capacity() > SCRATCH_KEEP {
+                *buf = BytesMut::new();
+            }
+            (last, written)
+        });
+        let ok = match written {
+            Written::All => true,
+            Written::Failed => false,
+            // A client that stops reading fills its socket buffer and then
+            // blocks this write: past `--write-timeout` it is dropped, and
+            // so is the batch it held.
+            Written::Rest(rest) => matches!(
+                tokio::time::timeout(write_timeout, wr.write_all(&rest)).await,
+                Ok(Ok(()))
+            ),
+        };
+        if !ok || last {
             let _ = wr.shutdown().await;
             return;
         }
     }
+}
+
+/// What woke a direct subscriber.
+enum Next {
+    Event(Event),
+    /// This many bytes from the client, in the read buffer.
+    Incoming(usize),
+}
+
+/// How the non-blocking write of an event went.
+enum Written {
+    All,
+    /// What the socket did not take.
+    Rest(BytesMut),
+    Failed,
+}
+
+/// Largest scratch buffer a delivery thread keeps between events (a batch
+/// is at most `FRAME_BYTES` and its framing).
+const SCRATCH_KEEP: usize = 128 * 1024;
+
+thread_local! {
+    /// Where a delivery thread encodes the event it is about to write.
+    static SCRATCH: std::cell::RefCell<BytesMut> = std::cell::RefCell::new(BytesMut::new());
 }

@@ -418,7 +418,13 @@ impl Hub {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
-                    _ = shutdown.cancelled() => return,
+                    _ = shutdown.cancelled() => {
+                        // Subscribers watch the rings' flag, not the token.
+                        if let Some(inner) = weak.upgrade() {
+                            inner.rings.stop();
+                        }
+                        return;
+                    }
                     _ = tick.tick() => {}
                 }
                 let Some(inner) = weak.upgrade() else { return };

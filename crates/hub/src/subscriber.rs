@@ -58,9 +58,9 @@ pub struct Subscriber {
     /// Whether the history in `opened` is still to be read and sent.
     history_left: bool,
     heartbeat: Interval,
-    /// Registered once with the shutdown token and kept: re-creating it
-    /// on every wake-up would lock the token's waiter list twice per
-    /// delivery, shared by every subscriber.
+    /// Watched while history is read. Live waiting watches the rings'
+    /// flag instead (`Rings::stop`): polling the token takes a lock each
+    /// time, and a waiting subscriber is polled on every delivery.
     shutdown: std::pin::Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
     last_activity: Instant,
     /// Batches sent (for sampling the latency metric).
@@ -213,16 +213,20 @@ impl Subscriber {
                 return Event::Lagged(lag);
             }
             if !self.pending.is_empty() {
-                self.last_activity = Instant::now();
+                if idle.is_some() {
+                    self.last_activity = Instant::now();
+                }
                 return Event::Batch;
+            }
+            // The hub's shutdown raises every subscriber's signal
+            // (`Rings::stop`).
+            if self.hub.rings().stopping() {
+                self.done = true;
+                return Event::Shutdown;
             }
             let idle_at = idle.map(|d| self.last_activity + d);
             tokio::select! {
                 biased;
-                _ = self.shutdown.as_mut() => {
-                    self.done = true;
-                    return Event::Shutdown;
-                }
                 _ = self.opened.live.changed() => {}
                 _ = self.heartbeat.tick() => return Event::Heartbeat,
                 _ = sleep_until_opt(idle_at) => {
