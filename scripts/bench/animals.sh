@@ -5,7 +5,12 @@
 #   hold   15,000 HTTP/1.1 requests held at --delay 5s: coop and the aiohttp
 #          farm; 100,000 HTTP/2 (h2c) requests over 100 connections: coop
 #   client 10,000 animals at --delay 1s: coop speak --timing and the talk's
-#          aiohttp gather client, same server, wall time and peak RSS
+#          aiohttp gather client, same server, wall time and peak RSS;
+#          with BASE_SRC (another coop binary) its `speak` too. PAUSE=S
+#          waits S seconds before each client run: a client that closes
+#          first leaves 10,000 local ports in TIME_WAIT for a minute, which
+#          slows the next client's connects (PAUSE=61 runs each on a clean
+#          slate; 0, the default, back to back).
 #   scripts/bench/animals.sh [RUNS] [wrk|hold|client ...]
 source "$(dirname "$0")/common.sh"
 RUNS=${1:-3}; shift || true
@@ -55,18 +60,27 @@ for part in $PARTS; do
     coop=$(start_coop 8084 --delay 1s)
     names=$(mktemp)
     python3 -c 'import itertools as i; a="cow pig sheep chicken bird duck dog cat frog horse turkey rooster".split(); print("\n".join(i.islice(i.cycle(a), 10000)))' > "$names"
+    clients=(coop)
+    if [ -n "${BASE_SRC:-}" ]; then private_copy BASE "$BASE_SRC"; clients+=(base); fi
+    clients+=(aiohttp)
     for run in $(seq 1 "$RUNS"); do
-      log "client run $run (load $(load))"
-      /usr/bin/time -f '%e %M' -o "$OUT/time.txt" "$COOP" speak --url http://127.0.0.1:8084/animals --timing - < "$names" > "$OUT/speak.out" 2> "$OUT/speak.err" || true
-      read -r wall rss < "$OUT/time.txt"
-      record client-coop-wall "$run" "{\"value\": $wall}"
-      record client-coop-rss-mib "$run" "{\"value\": $((rss / 1024))}"
-      tail -n 6 "$OUT/speak.err" >&2 || true
-      # shellcheck disable=SC2046
-      /usr/bin/time -f '%e %M' -o "$OUT/time.txt" python3 "$ANCHORS/gather_client.py" http://127.0.0.1:8084/animals $(cat "$names") > /dev/null 2> "$OUT/gather.err" || true
-      read -r wall rss < "$OUT/time.txt"
-      record client-aiohttp-wall "$run" "{\"value\": $wall}"
-      record client-aiohttp-rss-mib "$run" "{\"value\": $((rss / 1024))}"
+      for client in "${clients[@]}"; do
+        sleep "${PAUSE:-0}"
+        log "client $client run $run (load $(load), $(ss -tan state time-wait | wc -l) sockets in TIME_WAIT)"
+        case $client in
+          coop|base)
+            bin=$COOP; [ "$client" = base ] && bin=$BASE
+            /usr/bin/time -f '%e %M' -o "$OUT/time.txt" "$bin" speak --url http://127.0.0.1:8084/animals --timing - < "$names" > "$OUT/speak.out" 2> "$OUT/speak.err" || true
+            tail -n 3 "$OUT/speak.err" >&2 || true ;;
+          aiohttp)
+            # shellcheck disable=SC2046
+            /usr/bin/time -f '%e %M' -o "$OUT/time.txt" python3 "$ANCHORS/gather_client.py" http://127.0.0.1:8084/animals $(cat "$names") > /dev/null 2> "$OUT/gather.err" || true ;;
+        esac
+        read -r wall rss < "$OUT/time.txt"
+        record "client-$client-wall" "$run" "{\"value\": $wall}"
+        record "client-$client-rss-mib" "$run" "{\"value\": $((rss / 1024))}"
+        log "  wall $wall s, peak RSS $((rss / 1024)) MiB (load $(load))"
+      done
     done
     rm -f "$names"
     stop_pid "$coop"

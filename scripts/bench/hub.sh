@@ -3,7 +3,9 @@
 # the talk's aiohttp hub beside them, medians printed by median.py.
 #   scripts/bench/hub.sh [RUNS] [SCENARIOS...]
 # Scenarios: throughput offered latency (all by default). Results go to
-# target/bench-results/results.jsonl (one JSON line per run).
+# target/bench-results/results.jsonl (one JSON line per run). With
+# BASE_SRC (another coop binary, say the build before a change) each run
+# also measures it, labelled base-SCENARIO, right after coop.
 source "$(dirname "$0")/common.sh"
 RUNS=${1:-5}; shift || true
 SCENARIOS=${*:-throughput offered latency}
@@ -27,12 +29,19 @@ fanout() { # LABEL RUN URL PIDS ARGS...
 }
 
 start_nchan
+if [ -n "${BASE_SRC:-}" ]; then private_copy BASE "$BASE_SRC"; fi
 for s in $SCENARIOS; do
   for run in $(seq 1 "$RUNS"); do
     pid=$(start_coop $COOP_PORT)
     # shellcheck disable=SC2046
     fanout "coop-$s" "$run" "http://127.0.0.1:$COOP_PORT/" "$pid" $(args_for "$s")
     stop_pid "$pid"
+    if [ -n "${BASE:-}" ]; then
+      pid=$(start_bg "base-$COOP_PORT" "$COOP_PORT" "$BASE" serve -q --port "$COOP_PORT")
+      # shellcheck disable=SC2046
+      fanout "base-$s" "$run" "http://127.0.0.1:$COOP_PORT/" "$pid" $(args_for "$s")
+      stop_pid "$pid"
+    fi
     fanout "nchan-$s" "$run" "http://127.0.0.1:8090/" "$(nchan_pids)" $(args_for "$s")
   done
   if [ "${AIOHTTP:-1}" = 1 ] && [ "$s" != offered ]; then
