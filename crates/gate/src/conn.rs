@@ -139,7 +139,12 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAd
         return;
     }
     let Conn { stream, held, .. } = conn;
-    let io = Wire::new(buf.freeze(), stream, shared.limits.write_timeout);
+    // Not HTTP/1.x, and its first bytes are the preface: h2c.
+    let h2 = !http1 && could_be_preface(&buf);
+    let mut io = Wire::new(buf.freeze(), stream, shared.limits.write_timeout);
+    if h2 {
+        io.coalesce();
+    }
     // Boxed, so that connections answered by a fast path do not carry the
     // size of hyper's connection state.
     Box::pin(serve_hyper(&shared, io, peer, held)).await;
@@ -215,7 +220,11 @@ async fn serve_tls(
             return;
         }
     }
-    let io = Wire::new(first.freeze(), stream, shared.limits.write_timeout);
+    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+    let mut io = Wire::new(first.freeze(), stream, shared.limits.write_timeout);
+    if h2 {
+        io.coalesce();
+    }
     serve_hyper(&shared, io, peer, held).await;
 }
 
