@@ -26,15 +26,28 @@
 //! after a delay" (a status, a paced body, a fault: [`crate::faults`]) is
 //! written by [`crate::faults::wire`] on this same socket; this path only
 //! hands it over. With nothing configured, no such answer is ever drawn.
+//!
+//! HTTP/2 requests cannot skip hyper (it owns the connection's framing),
+//! but they can skip the router: hyper shows each one here first
+//! ([`gate::FastPath::claim_h2`]), and `GET` and `HEAD` of the same two
+//! routes are answered by the router's own handlers ([`server`]'s
+//! `welcome` and `animal`), finished as axum finishes a route's answer.
+//! With 100,000 streams held through their delay that halves the memory
+//! and cuts a third of the server's CPU (`docs/benchmarks.md`, session 8).
 
 use std::net::SocketAddr;
 
-use http::StatusCode;
+use axum::body::{Body, HttpBody};
+use axum::response::Response;
+use http::header::CONTENT_LENGTH;
+use http::{Method, StatusCode};
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::faults::wire::{self, After};
-use crate::server::{accepts_json, decide, welcome_body, Answer, Failure, Farm, FarmInner, Track};
+use crate::server::{
+    self, accepts_json, decide, welcome_body, Answer, Failure, Farm, FarmInner, Track,
+};
 
 /// Answers the Animals API's simple requests on connections the gate
 /// hands it. Cheap to clone.
@@ -142,6 +155,57 @@ impl gate::FastPath for Direct {
         let direct = self.clone();
         Some(Box::new(move |conn| Box::pin(direct.answer(conn, request))))
     }
+
+    /// HTTP/2 `GET` and `HEAD` of `/animals` and `/animals/{name}`: the
+    /// router's own handlers, called without the router. The answer is
+    /// finished as the router finishes it (see [`as_routed`]); hyper
+    /// frames it.
+    fn claim_h2(&self, req: gate::HyperRequest) -> Result<gate::Reply, gate::HyperRequest> {
+        let head_only = match *req.method() {
+            Method::GET => false,
+            Method::HEAD => true,
+            _ => return Err(req),
+        };
+        let Some(welcome) = route(req.uri().path()) else {
+            return Err(req);
+        };
+        let farm = &*self.farm.inner;
+        farm.h2_direct.increment(1);
+        if welcome {
+            let response = server::welcome(farm, &req);
+            return Ok(Box::pin(std::future::ready(as_routed(response, head_only))));
+        }
+        let answer = server::animal(self.farm.clone(), req);
+        Ok(Box::pin(async move { as_routed(answer.await, head_only) }))
+    }
+}
+
+/// Which route of this path `path` is: `Some(true)` for `/animals`,
+/// `Some(false)` for `/animals/{name}`, `None` for any other (`/animals/`
+/// and `/animals//` included: the router answers those `404`).
+fn route(path: &str) -> Option<bool> {
+    if path == "/animals" {
+        return Some(true);
+    }
+    match path.strip_prefix("/animals/") {
+        Some(rest) if !rest.trim_matches('/').is_empty() => Some(false),
+        _ => None,
+    }
+}
+
+/// What axum's router does to every answer of a route on its way out: a
+/// `Content-Length` when the body's size is known, and no body for `HEAD`
+/// (the length stays: that of the `GET`).
+fn as_routed(mut response: Response, head_only: bool) -> Response {
+    if !response.headers().contains_key(CONTENT_LENGTH) {
+        if let Some(len) = response.body().size_hint().exact() {
+            response.headers_mut().insert(CONTENT_LENGTH, len.into());
+        }
+    }
+    if head_only {
+        *response.body_mut() = Body::empty();
+    }
+    response
 }
 
 fn content_type(json: bool) -> &'static str {
@@ -163,15 +227,7 @@ fn plan(farm: &FarmInner, head: &gate::Head<'_>) -> Option<Request> {
     if !head.is_simple() {
         return None;
     }
-    let welcome = head.path == "/animals";
-    if !welcome {
-        // `/animals/` and `/animals//` are not the animal route: the
-        // router's answer (404) comes from hyper's side.
-        match head.path.strip_prefix("/animals/") {
-            Some(rest) if !rest.trim_matches('/').is_empty() => {}
-            _ => return None,
-        }
-    }
+    let welcome = route(head.path)?;
     let json = head
         .headers()
         .iter()

@@ -7,7 +7,8 @@
 //! - [`server`]: `router(Farm) -> axum::Router` for `/animals` and
 //!   `/animals/{name}`: delay, fault injection, JSON, metrics.
 //! - [`direct`]: the fast path of `coop serve` for plain animal requests,
-//!   answered from the socket without hyper (same answers, less memory).
+//!   answered from the socket without hyper, and over HTTP/2 without the
+//!   router (same answers, less memory and CPU).
 //! - [`faults`]: the fault-injection fixture: parameters, scenario files,
 //!   the seeded draw of one request's outcome, and its application on a
 //!   raw socket (HTTP/1.1) or through hyper (HTTP/2).

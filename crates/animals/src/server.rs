@@ -29,6 +29,7 @@
 //! The router has no fallback: `coop serve` merges it with the hub's router
 //! and adds one fallback for the whole server.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -66,6 +67,9 @@ pub mod metric {
     /// Counter: requests answered by the socket-level fast path
     /// ([`crate::direct`]) rather than hyper; a share of `REQUESTS`.
     pub const DIRECT: &str = "animals_requests_direct_total";
+    /// Counter: HTTP/2 requests answered by the farm's handlers without
+    /// the router ([`crate::direct`]'s HTTP/2 path); a share of `REQUESTS`.
+    pub const H2_DIRECT: &str = "animals_requests_h2_direct_total";
     /// Counter, label `kind`: faults injected, by kind (`reset`,
     /// `truncate`, ... as in `fault=`; `status` for a non-`200` drawn by
     /// `status=` or `--error-rate`).
@@ -124,6 +128,7 @@ pub(crate) struct FarmInner {
     pub(crate) animal: RouteMetrics,
     in_flight: Gauge,
     pub(crate) direct: Counter,
+    pub(crate) h2_direct: Counter,
     /// Whether any server-wide fault setting is on: without one, and
     /// without fault parameters in the query, requests take the plain
     /// path they always took.
@@ -156,6 +161,7 @@ impl Farm {
                 animal: RouteMetrics::new("/animals/{name}"),
                 in_flight: metrics::gauge!(metric::IN_FLIGHT),
                 direct: metrics::counter!(metric::DIRECT),
+                h2_direct: metrics::counter!(metric::H2_DIRECT),
                 faults_active,
                 sequence: AtomicU64::new(0),
                 fault_counters: Fault::ALL
@@ -260,8 +266,14 @@ impl Drop for Track<'_> {
 /// The Animals API: `/animals` and `/animals/{name}` (GET and HEAD).
 pub fn router(farm: Farm) -> Router {
     Router::new()
-        .route("/animals", get(welcome))
-        .route("/animals/{*name}", get(animal))
+        .route(
+            "/animals",
+            get(|State(farm): State<Farm>, req: Request| async move { welcome(&farm.inner, &req) }),
+        )
+        .route(
+            "/animals/{*name}",
+            get(|State(farm): State<Farm>, req: Request| animal(farm, req)),
+        )
         .with_state(farm)
 }
 
@@ -327,7 +339,7 @@ pub(crate) fn accepts_json(accept: Option<&[u8]>) -> bool {
     accept.is_some_and(|v| v.windows(16).any(|w| w == b"application/json"))
 }
 
-fn wants_json(req: &Request) -> bool {
+fn wants_json<B>(req: &http::Request<B>) -> bool {
     accepts_json(req.headers().get(ACCEPT).map(HeaderValue::as_bytes))
 }
 
@@ -340,33 +352,40 @@ pub(crate) fn welcome_body(farm: &FarmInner, json: bool) -> Bytes {
     }
 }
 
-async fn welcome(State(farm): State<Farm>, req: Request) -> Response {
-    let inner = &*farm.inner;
-    let track = Track::start(inner, &inner.welcome);
-    let json = wants_json(&req);
-    track.answer(respond(StatusCode::OK, json, welcome_body(inner, json)))
+/// `GET /animals`, for the router and the HTTP/2 path alike.
+pub(crate) fn welcome<B>(farm: &FarmInner, req: &http::Request<B>) -> Response {
+    let track = Track::start(farm, &farm.welcome);
+    let json = wants_json(req);
+    track.answer(respond(StatusCode::OK, json, welcome_body(farm, json)))
 }
 
-async fn animal(State(farm): State<Farm>, req: Request) -> Response {
-    let inner = &*farm.inner;
-    let track = Track::start(inner, &inner.animal);
+/// `GET /animals/{name}`, for the router and the HTTP/2 path alike.
+///
+/// Everything is decided here, before the wait, and the request (headers,
+/// URI, extensions: about a kilobyte) is dropped rather than kept in the
+/// future, since thousands of requests may be waiting at once: the
+/// future holds the farm, the plan and its timer.
+pub(crate) fn animal<B>(farm: Farm, req: http::Request<B>) -> impl Future<Output = Response> {
     let json = wants_json(&req);
-    // Everything is decided before the wait, and the request (headers,
-    // URI, extensions: about a kilobyte) freed, since thousands of
-    // requests may be waiting at once.
-    let plan = decide(inner, req.uri().path(), req.uri().query(), json);
+    let plan = decide(&farm.inner, req.uri().path(), req.uri().query(), json);
     drop(req);
-    let response = match plan {
-        Ok(Answer::Sound(body, delay)) => {
-            if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
+    async move {
+        let inner = &*farm.inner;
+        let track = Track::start(inner, &inner.animal);
+        let response = match plan {
+            Ok(Answer::Sound(body, delay)) => {
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                respond(StatusCode::OK, json, body)
             }
-            respond(StatusCode::OK, json, body)
-        }
-        Ok(Answer::Faulty(faulty)) => faults::body::respond(*faulty, inner.config.max_delay).await,
-        Err(failure) => failure.into_response(inner, json),
-    };
-    track.answer(response)
+            Ok(Answer::Faulty(faulty)) => {
+                faults::body::respond(*faulty, inner.config.max_delay).await
+            }
+            Err(failure) => failure.into_response(inner, json),
+        };
+        track.answer(response)
+    }
 }
 
 /// What to answer a request for a known animal.

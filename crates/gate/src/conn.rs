@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::response::IntoResponse;
 use axum::Router;
 use bytes::{Buf, Bytes, BytesMut};
 use http::StatusCode;
@@ -17,14 +18,14 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::head::{self, Parsed, H2_PREFACE};
 use crate::limits::InFlight;
 use crate::wire::Wire;
-use crate::{tls, Conn, FastPath, Held, Limits, Next, Refusal};
+use crate::{tls, Conn, FastPath, Held, HyperRequest, Limits, Next, Refusal, Reply};
 
 /// What every connection task shares.
 pub(crate) struct Shared {
@@ -138,7 +139,12 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAd
         return;
     }
     let Conn { stream, held, .. } = conn;
-    let io = Wire::new(buf.freeze(), stream, shared.limits.write_timeout);
+    // Not HTTP/1.x, and its first bytes are the preface: h2c.
+    let h2 = !http1 && could_be_preface(&buf);
+    let mut io = Wire::new(buf.freeze(), stream, shared.limits.write_timeout);
+    if h2 {
+        io.coalesce();
+    }
     // Boxed, so that connections answered by a fast path do not carry the
     // size of hyper's connection state.
     Box::pin(serve_hyper(&shared, io, peer, held)).await;
@@ -214,7 +220,11 @@ async fn serve_tls(
             return;
         }
     }
-    let io = Wire::new(first.freeze(), stream, shared.limits.write_timeout);
+    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+    let mut io = Wire::new(first.freeze(), stream, shared.limits.write_timeout);
+    if h2 {
+        io.coalesce();
+    }
     serve_hyper(&shared, io, peer, held).await;
 }
 
@@ -226,7 +236,7 @@ async fn serve_tls(
 /// HTTP/2 has none, so without this an h2c client could send the start of
 /// the preface and then trickle (or send nothing), or keep a connection
 /// with no stream open, for ever.
-async fn serve_hyper<I>(shared: &Shared, mut io: Wire<I>, peer: SocketAddr, held: Held)
+async fn serve_hyper<I>(shared: &Arc<Shared>, mut io: Wire<I>, peer: SocketAddr, held: Held)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -237,26 +247,22 @@ where
     let io = TokioIo::new(io);
     let activity = Activity::new();
     let service = {
-        let router = shared.router.clone();
+        let shared = shared.clone();
         let activity = activity.clone();
-        tower::service_fn(
-            move |mut req: axum::extract::Request<hyper::body::Incoming>| {
-                let active = activity.start();
-                // The peer address as `ConnectInfo`, for per-client limits
-                // (the hub's publish rate).
-                req.extensions_mut()
-                    .insert(axum::extract::ConnectInfo(peer));
-                host_from_authority(&mut req);
-                let answer = tower::ServiceExt::oneshot(router.clone(), req);
-                async move {
-                    let resp = answer.await?;
-                    Ok::<_, Infallible>(resp.map(|body| Counted {
-                        body,
-                        _active: active,
-                    }))
-                }
-            },
-        )
+        tower::service_fn(move |req: HyperRequest| {
+            let active = activity.start();
+            let (permit, reply) = dispatch(&shared, req, peer);
+            async move {
+                let resp = reply.await;
+                // Counted until the answer's head is ready, as on the
+                // fast paths (a streaming body holds a connection instead).
+                drop(permit);
+                Ok::<_, Infallible>(resp.map(|body| Counted {
+                    body,
+                    _active: active,
+                }))
+            }
+        })
     };
     let conn = shared
         .hyper
@@ -293,6 +299,41 @@ where
     }
 }
 
+/// One request through hyper: its place under `--max-in-flight` (none:
+/// the `503` is its answer), then its answer from the first fast path that
+/// claims it (HTTP/2 only) or from the router.
+fn dispatch(
+    shared: &Shared,
+    mut req: HyperRequest,
+    peer: SocketAddr,
+) -> (Option<OwnedSemaphorePermit>, Reply) {
+    let Some(permit) = shared.in_flight.try_start() else {
+        let refused = Refusal::InFlight.into_response();
+        return (None, Box::pin(std::future::ready(refused)));
+    };
+    if req.version() == http::Version::HTTP_2 {
+        for path in &shared.paths {
+            match path.claim_h2(req) {
+                Ok(reply) => return (Some(permit), reply),
+                Err(back) => req = back,
+            }
+        }
+    }
+    // The peer address as `ConnectInfo`, for per-client limits (the hub's
+    // publish rate).
+    req.extensions_mut()
+        .insert(axum::extract::ConnectInfo(peer));
+    host_from_authority(&mut req);
+    let routed = tower::ServiceExt::oneshot(shared.router.clone(), req);
+    let reply = async move {
+        match routed.await {
+            Ok(resp) => resp,
+            Err(never) => match never {},
+        }
+    };
+    (Some(permit), Box::pin(reply))
+}
+
 /// Requests being answered on one hyper connection: each counts from the
 /// call of the service to the end of its answer's body.
 #[derive(Clone)]
@@ -306,8 +347,15 @@ impl Activity {
         Activity(Arc::new(watch::Sender::new(0)))
     }
 
+    /// Counts a request. Only the change from idle to busy is announced:
+    /// [`Activity::idle_for`] waits for zero and then for any change, so
+    /// waking the connection's task for every request would be work for
+    /// nothing (100,000 streams on one server are 200,000 wake-ups).
     fn start(&self) -> Active {
-        self.0.send_modify(|n| *n += 1);
+        self.0.send_if_modified(|n| {
+            *n += 1;
+            *n == 1
+        });
         Active(self.0.clone())
     }
 
@@ -326,7 +374,11 @@ impl Activity {
 
 impl Drop for Active {
     fn drop(&mut self) {
-        self.0.send_modify(|n| *n -= 1);
+        // Announced only when the connection becomes idle (see `start`).
+        self.0.send_if_modified(|n| {
+            *n -= 1;
+            *n == 0
+        });
     }
 }
 
@@ -372,5 +424,40 @@ fn host_from_authority<B>(req: &mut http::Request<B>) {
         .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok());
     if let Some(host) = host {
         req.headers_mut().insert(http::header::HOST, host);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// Whether `idle` has resolved once the clock has moved `by`.
+    async fn resolved_after<F: std::future::Future>(idle: Pin<&mut F>, by: Duration) -> bool {
+        tokio::time::timeout(by, idle).await.is_ok()
+    }
+
+    /// Only the changes to and from zero are announced: a connection with
+    /// requests still being answered is never idle, however many started
+    /// and ended meanwhile, and one whose last answer ended is idle a
+    /// whole timeout later.
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_is_idle_a_timeout_after_its_last_answer_only() {
+        let activity = Activity::new();
+        let a = activity.start();
+        let b = activity.start();
+        let mut idle = std::pin::pin!(activity.idle_for(TIMEOUT));
+        assert!(!resolved_after(idle.as_mut(), TIMEOUT * 3).await);
+        drop(a);
+        let c = activity.start();
+        drop(b);
+        assert!(!resolved_after(idle.as_mut(), TIMEOUT * 3).await);
+        drop(c);
+        assert!(!resolved_after(idle.as_mut(), TIMEOUT / 2).await);
+        // A request within the timeout starts the count again.
+        drop(activity.start());
+        assert!(!resolved_after(idle.as_mut(), TIMEOUT * 3 / 4).await);
+        assert!(resolved_after(idle.as_mut(), TIMEOUT / 2).await);
     }
 }

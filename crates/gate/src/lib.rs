@@ -17,7 +17,8 @@
 //!   claim the request; otherwise hyper serves the connection, re-reading
 //!   what was read. A connection that started as HTTP/1.1 stays HTTP/1.1;
 //!   HTTP/2 is chosen only by its preface at the start of a connection (h2c)
-//!   or by ALPN (TLS);
+//!   or by ALPN (TLS). Each HTTP/2 request hyper parses is shown to the
+//!   fast paths too ([`FastPath::claim_h2`]) before the router;
 //! - **writers** shared by the fast paths ([`write`]: heads, chunks, a
 //!   cached `Date`, the one rendering of an error) and **one
 //!   percent-decoding rule** ([`decode`]);
@@ -90,7 +91,29 @@ pub trait FastPath: Send + Sync + 'static {
     /// how to answer it once the head is consumed, or leaves it (`None`)
     /// to the next path and finally to hyper.
     fn claim(&self, head: &Head<'_>, peer: SocketAddr) -> Option<Answer>;
+
+    /// Looks at an HTTP/2 request hyper parsed, before the router, and
+    /// either claims it, returning its answer, or hands it back (the
+    /// default) to the next path and finally to the router. The gate
+    /// counts a claimed request under `--max-in-flight` as it counts the
+    /// router's, and hyper still frames the answer; what a claim skips is
+    /// the router's per-request work (its routing, layers, extensions and
+    /// boxed futures), so a path must answer exactly what the router
+    /// would.
+    // The request is handed back by value on purpose: boxing it would
+    // cost an allocation per request, the kind of work a claim saves.
+    #[allow(clippy::result_large_err)]
+    fn claim_h2(&self, req: HyperRequest) -> Result<Reply, HyperRequest> {
+        Err(req)
+    }
 }
+
+/// A request as hyper hands it over.
+pub type HyperRequest = http::Request<hyper::body::Incoming>;
+
+/// The answer to a request claimed from hyper: resolves to the response
+/// (its head; the body streams after).
+pub type Reply = Pin<Box<dyn Future<Output = axum::response::Response> + Send>>;
 
 /// How a claimed request is answered: given the connection (its head
 /// consumed), answer and say what is left of it.
@@ -195,13 +218,12 @@ impl Gate {
     /// Accepts on `listener` until `shutdown` is cancelled, then returns
     /// the [`Drain`] of the connections still open.
     pub async fn run(self, listener: TcpListener, shutdown: CancellationToken) -> Drain {
+        // Requests through hyper are counted by the gate's own service
+        // (`conn::serve_hyper`), not by a router layer: one count per
+        // request whoever answers it, without a boxed middleware future.
         let in_flight = InFlight::new(self.limits.max_in_flight);
-        let router = self.router.layer(axum::middleware::from_fn_with_state(
-            in_flight.clone(),
-            limits::in_flight_layer,
-        ));
         let shared = Arc::new(conn::Shared {
-            router,
+            router: self.router,
             paths: self.paths,
             hyper: conn::hyper_builder(&self.limits),
             limits: self.limits.clone(),

@@ -198,23 +198,6 @@ impl InFlight {
     }
 }
 
-/// The router's layer that counts requests through hyper against the same
-/// cap as the fast paths.
-pub(crate) async fn in_flight_layer(
-    axum::extract::State(in_flight): axum::extract::State<InFlight>,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    match in_flight.try_start() {
-        Some(permit) => {
-            let resp = next.run(req).await;
-            drop(permit);
-            resp
-        }
-        None => Refusal::InFlight.into_response(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

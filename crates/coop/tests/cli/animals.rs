@@ -648,6 +648,91 @@ fn the_fast_path_answers_exactly_what_hyper_answers() {
     }
 }
 
+/// One HTTP/2 request of the wire contract (method, path, `Accept`):
+/// status, headers but `date` (sorted), body.
+fn h2_answer(
+    h2: &reqwest::blocking::Client,
+    server: &Server,
+    (method, path, accept): (&str, &str, Option<&str>),
+) -> (u16, Vec<String>, String) {
+    let mut req = h2.request(method.parse().unwrap(), server.url(path));
+    if let Some(accept) = accept {
+        req = req.header("accept", accept);
+    }
+    let r = req.send().unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    let status = r.status().as_u16();
+    let mut headers: Vec<String> = r
+        .headers()
+        .iter()
+        .filter(|(n, _)| *n != "date")
+        .map(|(n, v)| format!("{n}: {}", v.to_str().unwrap()))
+        .collect();
+    headers.sort();
+    (status, headers, r.text().unwrap())
+}
+
+fn h2_direct_count(server: &Server) -> Option<u64> {
+    metric(&server.url(""), "animals_requests_h2_direct_total").map(|n| n as u64)
+}
+
+#[test]
+fn the_h2_path_answers_exactly_what_the_router_answers() {
+    let json = Some("application/json");
+    let requests = [
+        ("GET", "/animals/cow", None),
+        ("GET", "/animals//pig?delay=10ms", None),
+        ("HEAD", "/animals/cow", None),
+        ("GET", "/animals/cow", json),
+        ("GET", "/animals", None),
+        ("HEAD", "/animals", json),
+        ("GET", "/animals", Some("text/html, application/json")),
+        ("GET", "/animals/unicorn", None),
+        ("GET", "/animals/unicorn", json),
+        ("GET", "/animals/c%zzw", None),
+        ("GET", "/animals/cow?delay=soon", None),
+        ("GET", "/animals/a.b", None),
+        ("GET", "/animals/cow?status=429", None),
+    ];
+    // Left to the router on both servers: counted on neither.
+    let routed = [
+        ("POST", "/animals/cow", None),
+        ("GET", "/animals/", None),
+        ("GET", "/animalsx", None),
+    ];
+    let h2 = reqwest::blocking::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    for extra in [&[][..], &["--error-rate", "1", "--retry-after", "7"][..]] {
+        let mut args = vec!["--delay", "0s"];
+        args.extend(extra);
+        let fast = Server::start(&args);
+        args.push("--no-direct");
+        let router = Server::start(&args);
+        for request in requests.iter().chain(&routed) {
+            let (a, b) = (
+                h2_answer(&h2, &fast, *request),
+                h2_answer(&h2, &router, *request),
+            );
+            assert_eq!(a, b, "{request:?} with {extra:?}");
+            if extra.is_empty() && *request == requests[0] {
+                assert_eq!(a.0, 200);
+                assert_eq!(a.2, "Moo!");
+            }
+            if extra.is_empty() && *request == requests[2] {
+                assert_eq!(a.2, "", "HEAD has no body");
+                assert!(a.1.contains(&"content-length: 4".to_owned()), "{a:?}");
+            }
+        }
+        // The comparison compared something: the farm's requests went
+        // through the HTTP/2 path on one server and none on the other.
+        assert_eq!(h2_direct_count(&fast), Some(requests.len() as u64));
+        assert_eq!(h2_direct_count(&router).unwrap_or(0), 0);
+        assert_eq!(direct_count(&fast).unwrap_or(0), 0);
+    }
+}
+
 #[test]
 fn one_connection_moves_from_the_fast_path_to_hyper_and_pipelines() {
     let server = Server::start(&["--delay", "20ms"]);

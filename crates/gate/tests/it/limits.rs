@@ -111,6 +111,9 @@ async fn assert_refused_on_every_path(addr: std::net::SocketAddr, h2: &H2) {
     h2.get("/hyper/hello")
         .await
         .assert_refused(Refusal::InFlight);
+    h2.get("/fast/hello")
+        .await
+        .assert_refused(Refusal::InFlight);
 }
 
 /// Asserts that every path answers again.
@@ -120,6 +123,8 @@ async fn assert_served_on_every_path(addr: std::net::SocketAddr, h2: &H2) {
     assert_eq!(w.get("/hyper/hello").await.path(), Some("hyper"));
     let r = h2.get("/hyper/hello").await;
     assert_eq!((r.status, r.path()), (200, Some("hyper")), "{r:?}");
+    let r = h2.get("/fast/hello").await;
+    assert_eq!((r.status, r.path()), (200, Some("fast")), "{r:?}");
 }
 
 fn two_in_flight() -> Limits {
@@ -175,6 +180,25 @@ async fn past_the_in_flight_cap_held_on_two_h2_streams_of_one_connection_every_p
     for task in held {
         let r = task.await.unwrap();
         assert_eq!((r.status, r.path()), (200, Some("hyper")), "{r:?}");
+    }
+    assert_served_on_every_path(served.addr, &h2).await;
+}
+
+/// Requests a fast path claims from hyper over HTTP/2 (no router) count
+/// under the same cap as every other.
+#[tokio::test]
+async fn past_the_in_flight_cap_held_on_claimed_h2_streams_every_path_gets_503() {
+    let served = serve(two_in_flight()).await;
+    let h2 = H2::connect(served.addr).await;
+    let held = [h2.start("/fast/hold").await, h2.start("/fast/hold").await];
+    served.holds.wait_entered(2).await;
+    assert_refused_on_every_path(served.addr, &h2).await;
+
+    served.holds.release(2);
+    for task in held {
+        let r = task.await.unwrap();
+        assert_eq!((r.status, r.path()), (200, Some("fast")), "{r:?}");
+        assert_eq!(r.text(), "fast /fast/hold\n");
     }
     assert_served_on_every_path(served.addr, &h2).await;
 }

@@ -193,7 +193,8 @@ pub struct ServeArgs {
     pub metrics_addr: Option<SocketAddr>,
 
     /// Send every animal request through hyper and the router, not the
-    /// socket-level fast path (for comparison; the answers are the same).
+    /// socket-level fast path (HTTP/1.1) or the farm's HTTP/2 path (for
+    /// comparison; the answers are the same).
     #[arg(long, hide_short_help = true, env = "COOP_NO_DIRECT")]
     pub no_direct: bool,
 

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::WebSocketUpgrade;
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use bytes::{Buf, BytesMut};
@@ -73,7 +74,8 @@ impl Holds {
 
 /// A fast path for the tests: claims simple `GET /fast/…` requests and
 /// answers `200` with `x-path: fast` and a body naming the target;
-/// `/fast/hold…` waits for [`Holds::release`] first.
+/// `/fast/hold…` waits for [`Holds::release`] first. The same over
+/// HTTP/2, through hyper but not the router.
 pub struct TestPath {
     holds: Holds,
 }
@@ -109,6 +111,22 @@ impl FastPath for TestPath {
                 }
                 Next::KeepAlive(conn)
             })
+        }))
+    }
+
+    fn claim_h2(&self, req: gate::HyperRequest) -> Result<gate::Reply, gate::HyperRequest> {
+        if req.method() != http::Method::GET || !req.uri().path().starts_with("/fast/") {
+            return Err(req);
+        }
+        let hold = req.uri().path().starts_with("/fast/hold");
+        let target = req.uri().path_and_query().map_or("", |p| p.as_str());
+        let body = format!("fast {target}\n");
+        let holds = self.holds.clone();
+        Ok(Box::pin(async move {
+            if hold {
+                holds.hold().await;
+            }
+            ([("x-path", "fast")], body).into_response()
         }))
     }
 }
