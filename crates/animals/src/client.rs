@@ -12,7 +12,9 @@
 //!   [`Client::speak`] is a stream built with `buffered(n)`: it starts
 //!   requests in input order, keeps at most `n` running or finished-but-
 //!   waiting, and yields each result as soon as it and every earlier one are
-//!   done. Memory is bounded by `n`, never by the number of names.
+//!   done. Memory is bounded by `n`, never by the number of names. Each
+//!   request runs as a task of its own, so a multi-threaded runtime spreads
+//!   the kernel's work of 10,000 connections over its threads.
 //! - Each attempt has a timeout. Connect errors, `429` and `5xx` answers,
 //!   and connections that die (reset, closed before the answer, a body cut
 //!   short, bytes that are not HTTP: the farm's `fault=`s) are retried up
@@ -31,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
 use reqwest::Url;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::error::Error;
 use crate::h1;
@@ -305,7 +308,19 @@ impl Client {
             .map(move |(index, name)| {
                 let client = client.clone();
                 let all_started = all_started.clone();
-                async move { client.ask_in_run(index, name, &all_started).await }
+                let start = Instant::now();
+                // Each request a task (as `asyncio.gather` wraps each
+                // coroutine in one): the runtime's threads share the work
+                // of connecting and sending. Dropping the stream aborts them.
+                let task = AbortOnDropHandle::new(tokio::spawn(async move {
+                    client.ask_in_run(index, name, &all_started, start).await
+                }));
+                async move {
+                    match task.await {
+                        Ok(outcome) => outcome,
+                        Err(e) => std::panic::resume_unwind(e.into_panic()),
+                    }
+                }
             })
             .buffered(n)
     }
@@ -313,14 +328,21 @@ impl Client {
 
     /// Asks for one animal, retrying as configured.
     pub async fn ask(&self, index: usize, name: String) -> Outcome {
-        self.ask_in_run(index, name, &AtomicBool::new(false)).await
+        self.ask_in_run(index, name, &AtomicBool::new(false), Instant::now())
+            .await
     }
 
     /// [`Client::ask`] inside a run whose every request has started once
     /// `all_started` is set: an attempt made then closes its connection
-    /// after the answer (see `h1::Conns::get`).
-    async fn ask_in_run(&self, index: usize, name: String, all_started: &AtomicBool) -> Outcome {
-        let start = Instant::now();
+    /// after the answer (see `h1::Conns::get`). Its time counts from
+    /// `start`, when the run asked for it.
+    async fn ask_in_run(
+        &self,
+        index: usize,
+        name: String,
+        all_started: &AtomicBool,
+        start: Instant,
+    ) -> Outcome {
         let url = self.url_for(&name);
         let mut attempts = 0;
         let mut mishaps = Mishaps::default();

@@ -16,9 +16,9 @@
 //!   only for a longer head, up to [`http1::MAX_HEAD`]). The head is parsed
 //!   by `httparse` and the body decoded as it streams in (`http1`), up to
 //!   [`MAX_BODY`] bytes.
-//! - No task per connection: the connection is driven by the future that
-//!   asks (the caller's stream of requests), so a request costs one
-//!   future, its socket and its timer.
+//! - No task per connection: the connection is driven by the request's
+//!   own future (in `coop speak`, the request's task), so a request costs
+//!   one future, its socket and its timer.
 //! - Connections the server lets us keep go back to an idle list (a LIFO
 //!   `Vec` under a std `Mutex`, held for a push or a pop only), at most
 //!   as many as requests may be in flight. One taken from the list that
