@@ -330,12 +330,6 @@ struct Seen {
     heads: std::sync::Mutex<Vec<String>>,
 }
 
-impl Seen {
-    fn load(&self, order: Ordering) -> usize {
-        self.accepted.load(order)
-    }
-}
-
 /// A hand-written HTTP/1.1 server on 127.0.0.1:0 for the client's own
 /// connections: it answers every request head it reads with `answer`,
 /// closes the connection after each answer when `close` is set, and
@@ -376,7 +370,7 @@ async fn scripted_server(answer: &'static [u8], close: bool) -> (std::net::Socke
 
 #[tokio::test]
 async fn http1_connections_are_kept_and_never_more_than_the_concurrency() {
-    let (addr, accepted) =
+    let (addr, seen) =
         scripted_server(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nMoo!", false).await;
     let all: Vec<_> = client(addr, |c| c.concurrency = 3)
         .speak((0..60).map(|_| "cow".to_string()))
@@ -384,13 +378,13 @@ async fn http1_connections_are_kept_and_never_more_than_the_concurrency() {
         .await;
     assert!(all.iter().all(|o| o.result.as_deref().ok() == Some("Moo!")));
     assert!(all.iter().all(|o| o.attempts == 1));
-    let n = accepted.load(Ordering::SeqCst);
+    let n = seen.accepted.load(Ordering::SeqCst);
     assert!((1..=3).contains(&n), "{n} connections for concurrency 3");
 }
 
 #[tokio::test]
 async fn http1_chunked_answers_with_trailers_leave_the_connection_usable() {
-    let (addr, accepted) = scripted_server(
+    let (addr, seen) = scripted_server(
         b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
           2\r\nMo\r\n2;ext=1\r\no!\r\n0\r\nx-trailer: 1\r\n\r\n",
         false,
@@ -404,14 +398,18 @@ async fn http1_chunked_answers_with_trailers_leave_the_connection_usable() {
         assert_eq!(o.result.as_deref().ok(), Some("Moo!"), "{o:?}");
         assert_eq!(o.attempts, 1);
     }
-    assert_eq!(accepted.load(Ordering::SeqCst), 1, "one connection, kept");
+    assert_eq!(
+        seen.accepted.load(Ordering::SeqCst),
+        1,
+        "one connection, kept"
+    );
 }
 
 /// A server that closes a kept-alive connection after each answer (as its
 /// idle timeout would) costs a new connection, not a retry or a mishap.
 #[tokio::test]
 async fn http1_a_kept_connection_found_closed_is_replaced_without_a_mishap() {
-    let (addr, accepted) =
+    let (addr, seen) =
         scripted_server(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nMoo!", true).await;
     let all: Vec<_> = client(addr, |c| {
         c.concurrency = 1;
@@ -424,14 +422,14 @@ async fn http1_a_kept_connection_found_closed_is_replaced_without_a_mishap() {
         assert_eq!(o.result.as_deref().ok(), Some("Moo!"), "{o:?}");
         assert_eq!(o.mishaps, Default::default());
     }
-    assert_eq!(accepted.load(Ordering::SeqCst), 5);
+    assert_eq!(seen.accepted.load(Ordering::SeqCst), 5);
 }
 
 /// `Connection: close` is obeyed even when the server leaves the socket
 /// open: reusing it would wait for an answer that never comes.
 #[tokio::test]
 async fn http1_connection_close_is_not_reused() {
-    let (addr, accepted) = scripted_server(
+    let (addr, seen) = scripted_server(
         b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 4\r\n\r\nMoo!",
         false,
     )
@@ -441,7 +439,7 @@ async fn http1_connection_close_is_not_reused() {
         .collect()
         .await;
     assert!(all.iter().all(|o| o.result.is_ok()), "{all:?}");
-    assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    assert_eq!(seen.accepted.load(Ordering::SeqCst), 3);
 }
 
 /// Once every name of a run has started, no request will want a kept
@@ -462,7 +460,10 @@ async fn http1_the_requests_after_the_last_name_started_ask_the_server_to_close(
     assert_eq!(heads.len(), 6);
     assert!(!heads[..3].iter().any(closing), "{heads:?}");
     assert!(closing(&heads[5]), "{heads:?}");
-    assert!(seen.load(Ordering::SeqCst) <= 3, "connections were reused");
+    assert!(
+        seen.accepted.load(Ordering::SeqCst) <= 3,
+        "connections were reused"
+    );
 
     // As many requests in flight as names: every one is the last on its
     // connection.
@@ -482,7 +483,7 @@ async fn http1_the_requests_after_the_last_name_started_ask_the_server_to_close(
 async fn http1_a_body_longer_than_it_said_is_not_an_answer_to_reuse() {
     // Five bytes after a four-byte body: the next answer would start
     // inside them.
-    let (addr, accepted) = scripted_server(
+    let (addr, seen) = scripted_server(
         b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nMoo!extra",
         false,
     )
@@ -492,7 +493,7 @@ async fn http1_a_body_longer_than_it_said_is_not_an_answer_to_reuse() {
         .collect()
         .await;
     assert!(all.iter().all(|o| o.result.as_deref().ok() == Some("Moo!")));
-    assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    assert_eq!(seen.accepted.load(Ordering::SeqCst), 3);
 }
 
 #[tokio::test]

@@ -106,14 +106,7 @@ async fn a_stalled_subscriber_cannot_pin_memory_past_the_budget() {
                 let id = resp.json::<serde_json::Value>().await.unwrap()["id"]
                     .as_u64()
                     .unwrap();
-                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-                while hub.hub.rings().high_water().0 < id {
-                    assert!(
-                        std::time::Instant::now() < deadline,
-                        "message {id} never delivered"
-                    );
-                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-                }
+                hub.wait_delivered(id).await;
             }
             503 => {
                 refused += 1;

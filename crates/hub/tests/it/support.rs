@@ -111,6 +111,18 @@ impl TestHub {
             )
         });
     }
+
+    /// Waits until message `id` has reached this hub's rings (in cluster
+    /// mode that happens after its publish is answered).
+    pub async fn wait_delivered(&self, id: u64) {
+        tokio::time::timeout(WAIT, async {
+            while self.hub.rings().high_water().0 < id {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("message {id} never reached the rings"));
+    }
 }
 
 pub fn client() -> reqwest::Client {
